@@ -1,0 +1,184 @@
+//! The `sql` capability: connections the host opens for a plugin, checked against the workflow.
+
+pub mod sqlite;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sqlite::SqliteDb;
+
+/// A SQL value, independent of WIT versions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DbValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl DbValue {
+    /// Approximate bytes this value takes across the boundary.
+    pub fn size(&self) -> usize {
+        match self {
+            DbValue::Text(s) => s.len() + 8,
+            DbValue::Bytes(b) => b.len() + 8,
+            _ => 9,
+        }
+    }
+}
+
+/// The columns (name, declared type) and rows of a finished query.
+#[derive(Debug, Clone, Default)]
+pub struct QueryResult {
+    pub columns: Vec<(String, String)>,
+    pub rows: Vec<Vec<DbValue>>,
+}
+
+/// A SQL capability error; maps onto the WIT error kinds. Messages never hold secrets.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SqlError {
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
+    Denied(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Source(String),
+    #[error("{0}")]
+    Limit(String),
+}
+
+/// Which engines and files a run may reach through `sql.open`.
+#[derive(Debug, Clone)]
+pub struct SqlPolicy {
+    /// Directory relative SQLite paths are resolved against (the config file's).
+    pub base_dir: PathBuf,
+    /// Canonical directories SQLite files may be opened in.
+    pub sqlite_dirs: Vec<PathBuf>,
+    /// Per-statement timeout.
+    pub query_timeout: Duration,
+    /// Maximum bytes of one query result held by the host.
+    pub result_bytes: usize,
+    /// Maximum bytes of one row batch handed to the plugin.
+    pub call_bytes: usize,
+}
+
+/// A connection resource as the plugin holds it.
+pub enum SqlConnection {
+    Sqlite(SqliteDb),
+}
+
+/// A query's rows, handed out in batches.
+pub struct SqlRows {
+    pub columns: Vec<(String, String)>,
+    pub rows: VecDeque<Vec<DbValue>>,
+}
+
+/// Maximum statement length a plugin may send.
+const MAX_STATEMENT_BYTES: usize = 1 << 20;
+
+impl SqlPolicy {
+    /// Resolves and checks a SQLite path: it must exist and lie inside an allowed directory.
+    pub fn check_sqlite_path(&self, address: &str) -> Result<PathBuf, SqlError> {
+        if address.is_empty() || address.contains('\0') {
+            return Err(SqlError::InvalidConfig("empty or malformed SQLite path".into()));
+        }
+        if address.starts_with("file:") || address == ":memory:" {
+            return Err(SqlError::Denied(format!(
+                "SQLite address `{address}` is not a plain file path"
+            )));
+        }
+        let requested = Path::new(address);
+        let joined = if requested.is_absolute() {
+            requested.to_path_buf()
+        } else {
+            self.base_dir.join(requested)
+        };
+        let canonical = std::fs::canonicalize(&joined).map_err(|e| {
+            SqlError::Unavailable(format!(
+                "SQLite database {} cannot be opened: {e}; check source.database",
+                joined.display()
+            ))
+        })?;
+        if !canonical.is_file() {
+            return Err(SqlError::Unavailable(format!(
+                "SQLite database {} is not a file",
+                canonical.display()
+            )));
+        }
+        if !self.sqlite_dirs.iter().any(|d| canonical.starts_with(d)) {
+            let dirs: Vec<String> = self
+                .sqlite_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            return Err(SqlError::Denied(format!(
+                "SQLite database {} is outside the allowed directories [{}]; add its directory to source.allowed_dirs",
+                canonical.display(),
+                dirs.join(", ")
+            )));
+        }
+        Ok(canonical)
+    }
+
+    /// Checks a statement before it is sent to a driver.
+    pub fn check_statement(&self, statement: &str) -> Result<(), SqlError> {
+        if statement.len() > MAX_STATEMENT_BYTES {
+            return Err(SqlError::Limit(format!(
+                "statement of {} bytes exceeds {MAX_STATEMENT_BYTES}",
+                statement.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl SqlConnection {
+    /// Runs a statement and returns all its rows (bounded by the policy).
+    pub async fn query(
+        &self,
+        policy: &SqlPolicy,
+        statement: String,
+        params: Vec<DbValue>,
+    ) -> Result<SqlRows, SqlError> {
+        policy.check_statement(&statement)?;
+        let result = match self {
+            SqlConnection::Sqlite(db) => {
+                db.query(statement, params, policy.query_timeout, policy.result_bytes)
+                    .await?
+            }
+        };
+        Ok(SqlRows {
+            columns: result.columns,
+            rows: result.rows.into(),
+        })
+    }
+}
+
+impl SqlRows {
+    /// Takes up to `max` rows, and fewer when they would exceed `max_bytes` (at least one).
+    pub fn next_batch(&mut self, max: u32, max_bytes: usize) -> Option<Vec<Vec<DbValue>>> {
+        if self.rows.is_empty() {
+            return None;
+        }
+        let max = max.clamp(1, 10_000) as usize;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        while out.len() < max {
+            let Some(next) = self.rows.front() else { break };
+            let size: usize = next.iter().map(DbValue::size).sum();
+            if !out.is_empty() && bytes + size > max_bytes {
+                break;
+            }
+            bytes += size;
+            if let Some(row) = self.rows.pop_front() {
+                out.push(row);
+            }
+        }
+        Some(out)
+    }
+}

@@ -1,0 +1,218 @@
+//! The SQLite driver: read-only, sandboxed connections to database files.
+//!
+//! A plugin's statements run against a connection opened with `SQLITE_OPEN_READ_ONLY`, no
+//! attached databases, an authorizer that allows only reads (so `ATTACH`, `VACUUM INTO` and
+//! write pragmas cannot touch other files), a cap on value sizes, and a progress handler that
+//! interrupts a statement at its timeout (an endless recursive CTE cannot pin a host thread).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::limits::Limit;
+use rusqlite::types::ValueRef;
+use rusqlite::OpenFlags;
+
+use super::{DbValue, QueryResult, SqlError};
+
+/// Largest string or blob a statement may produce.
+const MAX_VALUE_BYTES: i32 = 16 << 20;
+
+/// Pragmas a plugin may read (they describe the schema and change nothing).
+const READ_PRAGMAS: &[&str] = &[
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+    "database_list",
+    "collation_list",
+    "function_list",
+    "pragma_list",
+    "module_list",
+    "user_version",
+    "application_id",
+    "schema_version",
+    "encoding",
+    "page_size",
+    "page_count",
+    "freelist_count",
+];
+
+/// An open read-only SQLite database.
+pub struct SqliteDb {
+    conn: Arc<Mutex<rusqlite::Connection>>,
+    stop_at: Arc<Mutex<Option<Instant>>>,
+}
+
+impl SqliteDb {
+    /// Opens `path` read-only. The caller has already checked the path is allowed.
+    pub fn open(path: &Path) -> Result<Self, SqlError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(|e| {
+            SqlError::Unavailable(format!("cannot open SQLite database {}: {e}", path.display()))
+        })?;
+        conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0);
+        conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES);
+        conn.authorizer(Some(authorize));
+        let stop_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+        let handler_stop = stop_at.clone();
+        conn.progress_handler(
+            10_000,
+            Some(move || {
+                handler_stop
+                    .lock()
+                    .map(|s| s.is_some_and(|t| Instant::now() >= t))
+                    .unwrap_or(true)
+            }),
+        );
+        // Checks the file really is a database now, with a clear error, instead of at the
+        // plugin's first query.
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+            .map_err(|e| {
+                SqlError::Source(format!("{} is not a readable SQLite database: {e}", path.display()))
+            })?;
+        Ok(SqliteDb {
+            conn: Arc::new(Mutex::new(conn)),
+            stop_at,
+        })
+    }
+
+    /// Runs one statement on a blocking thread; returns at most `max_bytes` of rows.
+    pub async fn query(
+        &self,
+        statement: String,
+        params: Vec<DbValue>,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<QueryResult, SqlError> {
+        let conn = self.conn.clone();
+        let stop_at = self.stop_at.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let conn = conn
+                .lock()
+                .map_err(|_| SqlError::Unavailable("connection is poisoned".into()))?;
+            if let Ok(mut s) = stop_at.lock() {
+                *s = Some(Instant::now() + timeout);
+            }
+            let result = run(&conn, &statement, &params, max_bytes, timeout);
+            if let Ok(mut s) = stop_at.lock() {
+                *s = None;
+            }
+            result
+        });
+        task.await
+            .map_err(|e| SqlError::Unavailable(format!("query task failed: {e}")))?
+    }
+}
+
+fn run(
+    conn: &rusqlite::Connection,
+    statement: &str,
+    params: &[DbValue],
+    max_bytes: usize,
+    timeout: Duration,
+) -> Result<QueryResult, SqlError> {
+    let map_err = |e: rusqlite::Error| match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::OperationInterrupted => {
+            SqlError::Limit(format!(
+                "query interrupted after {} s (limits.query_timeout_s or the run deadline)",
+                timeout.as_secs()
+            ))
+        }
+        rusqlite::Error::SqliteFailure(f, Some(m)) if f.code == rusqlite::ErrorCode::AuthorizationForStatementDenied => {
+            SqlError::Denied(format!("statement not allowed on a read-only source: {m}"))
+        }
+        other => SqlError::Source(other.to_string()),
+    };
+    let mut stmt = conn.prepare(statement).map_err(map_err)?;
+    if !stmt.readonly() {
+        return Err(SqlError::Denied(
+            "only read-only statements are allowed".into(),
+        ));
+    }
+    let columns: Vec<(String, String)> = stmt
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_string(), c.decl_type().unwrap_or("").to_string()))
+        .collect();
+    let bound: Vec<rusqlite::types::Value> = params.iter().map(to_sqlite).collect();
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(bound.iter()))
+        .map_err(map_err)?;
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(row) = rows.next().map_err(map_err)? {
+        let mut values = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            let v = from_sqlite(row.get_ref(i).map_err(map_err)?);
+            bytes += v.size();
+            values.push(v);
+        }
+        if bytes > max_bytes {
+            return Err(SqlError::Limit(format!(
+                "query result exceeds {} MiB; narrow the query",
+                max_bytes >> 20
+            )));
+        }
+        out.push(values);
+    }
+    Ok(QueryResult { columns, rows: out })
+}
+
+fn authorize(ctx: AuthContext<'_>) -> Authorization {
+    match ctx.action {
+        AuthAction::Select | AuthAction::Read { .. } | AuthAction::Recursive => {
+            Authorization::Allow
+        }
+        AuthAction::Function { function_name } => {
+            if function_name.eq_ignore_ascii_case("load_extension") {
+                Authorization::Deny
+            } else {
+                Authorization::Allow
+            }
+        }
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value,
+        } => {
+            let name = pragma_name.to_ascii_lowercase();
+            let takes_argument = matches!(
+                name.as_str(),
+                "table_info" | "table_xinfo" | "index_list" | "index_info" | "index_xinfo"
+                    | "foreign_key_list" | "table_list"
+            );
+            if READ_PRAGMAS.contains(&name.as_str()) && (pragma_value.is_none() || takes_argument) {
+                Authorization::Allow
+            } else {
+                Authorization::Deny
+            }
+        }
+        _ => Authorization::Deny,
+    }
+}
+
+fn to_sqlite(v: &DbValue) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match v {
+        DbValue::Null => Value::Null,
+        DbValue::Bool(b) => Value::Integer(i64::from(*b)),
+        DbValue::Int(i) => Value::Integer(*i),
+        DbValue::Float(f) => Value::Real(*f),
+        DbValue::Text(s) => Value::Text(s.clone()),
+        DbValue::Bytes(b) => Value::Blob(b.clone()),
+    }
+}
+
+fn from_sqlite(v: ValueRef<'_>) -> DbValue {
+    match v {
+        ValueRef::Null => DbValue::Null,
+        ValueRef::Integer(i) => DbValue::Int(i),
+        ValueRef::Real(f) => DbValue::Float(f),
+        ValueRef::Text(t) => DbValue::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => DbValue::Bytes(b.to_vec()),
+    }
+}

@@ -1,0 +1,95 @@
+//! `manifest.json`: what a run produced, written last as the commit marker of the output.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::spool::SpooledFile;
+use super::KindCounts;
+
+/// The manifest format identifier.
+pub const MANIFEST_FORMAT: &str = "airlock-manifest/1";
+
+/// The manifest of one published run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// Always [`MANIFEST_FORMAT`].
+    pub format: String,
+    /// The run's id (a UUIDv7, so ids sort by start time).
+    pub run_id: String,
+    /// `complete`: a manifest exists only for runs that finished and were published whole.
+    pub status: String,
+    /// The workflow's name, when the config gives one.
+    pub workflow: Option<String>,
+    /// SHA-256 of the workflow configuration as JSON.
+    pub config_sha256: String,
+    /// The plugin that produced the output.
+    pub plugin: PluginRef,
+    /// The filter policy applied.
+    pub filter: FilterRef,
+    /// When the run started (RFC 3339, UTC).
+    pub started_at: String,
+    /// When the output was published (RFC 3339, UTC).
+    pub finished_at: String,
+    /// Durations of the phases, in milliseconds.
+    pub timings_ms: Timings,
+    /// Counts per asset kind.
+    pub counts: BTreeMap<String, KindCounts>,
+    /// Counts over all kinds.
+    pub totals: KindCounts,
+    /// The output files with their sizes and SHA-256.
+    pub files: Vec<SpooledFile>,
+    /// Non-fatal problems reported by the plugin or the pipeline.
+    pub warnings: Vec<String>,
+}
+
+/// The plugin that ran.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PluginRef {
+    /// Name the plugin reports.
+    pub name: String,
+    /// Version the plugin reports.
+    pub version: String,
+    /// SHA-256 of the `.wasm` file.
+    pub sha256: String,
+    /// The `airlock:connector` WIT version the plugin was built against.
+    pub wit_version: String,
+}
+
+/// The filter policy applied to the output.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FilterRef {
+    /// SHA-256 of the canonical policy.
+    pub digest: String,
+    /// Include patterns.
+    pub include: Vec<String>,
+    /// Exclude patterns.
+    pub exclude: Vec<String>,
+    /// Allowed asset kinds (empty: all).
+    pub kinds: Vec<String>,
+}
+
+/// Phase durations in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Timings {
+    /// Loading (and compiling, when not cached) the plugin.
+    pub load: u64,
+    /// The plugin's `describe` and `extract`.
+    pub extract: u64,
+    /// Finishing the spool and publishing.
+    pub publish: u64,
+    /// The whole run.
+    pub total: u64,
+}
+
+impl Manifest {
+    /// Sums the per-kind counts.
+    pub fn sum_counts(counts: &BTreeMap<String, KindCounts>) -> KindCounts {
+        counts.values().fold(KindCounts::default(), |acc, c| KindCounts {
+            emitted: acc.emitted + c.emitted,
+            kept: acc.kept + c.kept,
+            dropped_filter: acc.dropped_filter + c.dropped_filter,
+            dropped_oversize: acc.dropped_oversize + c.dropped_oversize,
+        })
+    }
+}

@@ -1,0 +1,335 @@
+//! The data-minimization pipeline: validate -> filter -> spool, with counts for the manifest.
+//!
+//! Every asset a plugin emits passes through [`Pipeline::accept`] inside the `emit` host call,
+//! so nothing reaches the output that the host has not checked.
+
+pub mod asset;
+pub mod filter;
+pub mod manifest;
+pub mod spool;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::limits::{LimitExceeded, Limits};
+use asset::{qualified_name, AssetKind};
+use filter::FilterPolicy;
+use spool::{SpoolWriter, SpooledFile};
+
+/// Maximum bytes of one path segment.
+const MAX_SEGMENT_BYTES: usize = 1024;
+/// Maximum assets in one emit call.
+const MAX_BATCH_ASSETS: usize = 100_000;
+
+/// An asset as it arrives from a plugin, before any check.
+#[derive(Debug, Clone)]
+pub struct EmittedAsset {
+    /// Its kind.
+    pub kind: AssetKind,
+    /// Its path; the shape depends on the kind.
+    pub path: Vec<String>,
+    /// Its attributes; must be a JSON object.
+    pub attributes_json: String,
+}
+
+/// Per-kind counts for the manifest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KindCounts {
+    /// Assets the plugin emitted.
+    pub emitted: u64,
+    /// Assets written to the output.
+    pub kept: u64,
+    /// Assets dropped by include/exclude or the kind allow-list.
+    pub dropped_filter: u64,
+    /// Assets dropped because they exceeded `limits.asset_kb`.
+    pub dropped_oversize: u64,
+}
+
+/// Why the pipeline refused a batch; every variant fails the run.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The plugin emitted something malformed.
+    #[error("plugin emitted an invalid asset: {0}")]
+    Invalid(String),
+    /// A run limit was hit.
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
+    /// Writing the spool failed (full disk, permissions, ...).
+    #[error("cannot write the output spool: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The per-run pipeline state.
+pub struct Pipeline {
+    policy: FilterPolicy,
+    spool: SpoolWriter,
+    counts: BTreeMap<AssetKind, KindCounts>,
+    max_assets: u64,
+    max_bytes: u64,
+    asset_bytes: usize,
+    call_bytes: usize,
+    total_assets: u64,
+    total_bytes: u64,
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct OutputLine<'a> {
+    kind: &'static str,
+    qualified_name: &'a str,
+    path: &'a [String],
+    attributes: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+impl Pipeline {
+    /// A pipeline that spools kept assets into `spool_dir`.
+    pub fn new(policy: FilterPolicy, limits: &Limits, spool_dir: &Path) -> Self {
+        Pipeline {
+            policy,
+            spool: SpoolWriter::new(spool_dir),
+            counts: BTreeMap::new(),
+            max_assets: limits.max_assets,
+            max_bytes: limits.max_output_mb.saturating_mul(1 << 20),
+            asset_bytes: limits.asset_kb.saturating_mul(1024),
+            call_bytes: limits.call_bytes,
+            total_assets: 0,
+            total_bytes: 0,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The filter policy in force.
+    pub fn policy(&self) -> &FilterPolicy {
+        &self.policy
+    }
+
+    /// Checks, filters and spools one batch. Any error fails the run.
+    pub fn accept(&mut self, batch: Vec<EmittedAsset>) -> Result<(), PipelineError> {
+        if batch.len() > MAX_BATCH_ASSETS {
+            return Err(LimitExceeded::CallSize(format!(
+                "one emit call carried {} assets; the maximum is {MAX_BATCH_ASSETS}",
+                batch.len()
+            ))
+            .into());
+        }
+        let batch_bytes: usize = batch.iter().map(asset_size).sum();
+        if batch_bytes > self.call_bytes {
+            return Err(LimitExceeded::CallSize(format!(
+                "one emit call carried {batch_bytes} bytes; limits.call_bytes is {}",
+                self.call_bytes
+            ))
+            .into());
+        }
+        for asset in batch {
+            self.accept_one(asset)?;
+        }
+        Ok(())
+    }
+
+    fn accept_one(&mut self, asset: EmittedAsset) -> Result<(), PipelineError> {
+        let size = asset_size(&asset);
+        self.total_assets += 1;
+        self.total_bytes += size as u64;
+        if self.total_assets > self.max_assets {
+            return Err(LimitExceeded::Output(format!(
+                "the plugin emitted more than {} assets (limits.max_assets)",
+                self.max_assets
+            ))
+            .into());
+        }
+        if self.total_bytes > self.max_bytes {
+            return Err(LimitExceeded::Output(format!(
+                "the plugin emitted more than {} MiB (limits.max_output_mb)",
+                self.max_bytes >> 20
+            ))
+            .into());
+        }
+        validate_path(asset.kind, &asset.path)?;
+        let counts = self.counts.entry(asset.kind).or_default();
+        counts.emitted += 1;
+        let name = qualified_name(&asset.path);
+        if size > self.asset_bytes {
+            counts.dropped_oversize += 1;
+            if self.warnings.len() < 100 {
+                self.warnings.push(format!(
+                    "dropped {} {name}: {size} bytes exceed limits.asset_kb",
+                    asset.kind
+                ));
+            }
+            return Ok(());
+        }
+        let attributes: serde_json::Map<String, serde_json::Value> =
+            match serde_json::from_str(&asset.attributes_json) {
+                Ok(serde_json::Value::Object(map)) => map,
+                Ok(_) => {
+                    return Err(PipelineError::Invalid(format!(
+                        "{} {name}: attributes are not a JSON object",
+                        asset.kind
+                    )))
+                }
+                Err(e) => {
+                    return Err(PipelineError::Invalid(format!(
+                        "{} {name}: attributes are not valid JSON ({e})",
+                        asset.kind
+                    )))
+                }
+            };
+        if !self.policy.decide(asset.kind, &asset.path).keeps() {
+            counts.dropped_filter += 1;
+            return Ok(());
+        }
+        let line = serde_json::to_vec(&OutputLine {
+            kind: asset.kind.as_str(),
+            qualified_name: &name,
+            path: &asset.path,
+            attributes: &attributes,
+        })
+        .map_err(|e| PipelineError::Invalid(format!("{} {name}: {e}", asset.kind)))?;
+        self.spool.write_line(asset.kind, &line)?;
+        counts.kept += 1;
+        Ok(())
+    }
+
+    /// Finishes the spool: flushed, synced and hashed files plus the counts.
+    pub fn finish(self) -> Result<PipelineOutput, PipelineError> {
+        let files = self.spool.finish()?;
+        Ok(PipelineOutput {
+            files,
+            counts: self
+                .counts
+                .into_iter()
+                .map(|(k, v)| (k.as_str().to_string(), v))
+                .collect(),
+            warnings: self.warnings,
+        })
+    }
+}
+
+/// What the pipeline produced.
+#[derive(Debug, Clone)]
+pub struct PipelineOutput {
+    /// The spooled files.
+    pub files: Vec<SpooledFile>,
+    /// Counts per asset kind.
+    pub counts: BTreeMap<String, KindCounts>,
+    /// Problems worth telling the operator.
+    pub warnings: Vec<String>,
+}
+
+fn asset_size(a: &EmittedAsset) -> usize {
+    a.attributes_json.len() + a.path.iter().map(String::len).sum::<usize>()
+}
+
+fn validate_path(kind: AssetKind, path: &[String]) -> Result<(), PipelineError> {
+    if path.len() != kind.path_len() {
+        return Err(PipelineError::Invalid(format!(
+            "a {kind} path must have {} segments, got {}",
+            kind.path_len(),
+            path.len()
+        )));
+    }
+    for seg in path {
+        if seg.is_empty() {
+            return Err(PipelineError::Invalid(format!(
+                "{kind} path has an empty segment"
+            )));
+        }
+        if seg.len() > MAX_SEGMENT_BYTES {
+            return Err(PipelineError::Invalid(format!(
+                "{kind} path segment of {} bytes exceeds {MAX_SEGMENT_BYTES}",
+                seg.len()
+            )));
+        }
+        if seg.chars().any(char::is_control) {
+            return Err(PipelineError::Invalid(format!(
+                "{kind} path segment contains a control character"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FilterConfig;
+
+    fn asset(kind: AssetKind, path: &str, attrs: &str) -> EmittedAsset {
+        EmittedAsset {
+            kind,
+            path: path.split('.').map(str::to_string).collect(),
+            attributes_json: attrs.to_string(),
+        }
+    }
+
+    fn pipeline(dir: &Path, limits: &Limits, exclude: &[&str]) -> Pipeline {
+        let policy = FilterPolicy::compile(&FilterConfig {
+            exclude: exclude.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+        .unwrap();
+        Pipeline::new(policy, limits, dir)
+    }
+
+    #[test]
+    fn counts_and_files_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = pipeline(dir.path(), &Limits::default(), &["db.s.secret_*"]);
+        p.accept(vec![
+            asset(AssetKind::Table, "db.s.a", "{}"),
+            asset(AssetKind::Table, "db.s.secret_b", "{}"),
+            asset(AssetKind::Column, "db.s.a.id", r#"{"ordinal":1}"#),
+        ])
+        .unwrap();
+        let out = p.finish().unwrap();
+        assert_eq!(out.counts["table"].emitted, 2);
+        assert_eq!(out.counts["table"].kept, 1);
+        assert_eq!(out.counts["table"].dropped_filter, 1);
+        let table = out.files.iter().find(|f| f.kind == "table").unwrap();
+        let text = std::fs::read_to_string(dir.path().join(&table.path)).unwrap();
+        assert_eq!(text.lines().count() as u64, table.records);
+        assert!(text.contains("\"qualified_name\":\"db.s.a\""));
+    }
+
+    #[test]
+    fn invalid_assets_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = pipeline(dir.path(), &Limits::default(), &[]);
+        let e = p
+            .accept(vec![asset(AssetKind::Table, "db.s", "{}")])
+            .unwrap_err();
+        assert!(e.to_string().contains("3 segments"), "{e}");
+        let e = p
+            .accept(vec![asset(AssetKind::Table, "db.s.t", "[1]")])
+            .unwrap_err();
+        assert!(e.to_string().contains("not a JSON object"), "{e}");
+        let e = p
+            .accept(vec![asset(AssetKind::Table, "db.s.t", "{")])
+            .unwrap_err();
+        assert!(e.to_string().contains("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            max_assets: 2,
+            asset_kb: 1,
+            ..Limits::default()
+        };
+        let mut p = pipeline(dir.path(), &limits, &[]);
+        let big = format!("{{\"x\":\"{}\"}}", "a".repeat(2000));
+        p.accept(vec![asset(AssetKind::Table, "db.s.big", &big)])
+            .unwrap();
+        p.accept(vec![asset(AssetKind::Table, "db.s.t", "{}")]).unwrap();
+        let e = p
+            .accept(vec![asset(AssetKind::Table, "db.s.u", "{}")])
+            .unwrap_err();
+        assert!(matches!(e, PipelineError::Limit(LimitExceeded::Output(_))), "{e}");
+        let out = p.finish().unwrap();
+        assert_eq!(out.counts["table"].dropped_oversize, 1);
+        assert_eq!(out.counts["table"].kept, 1);
+    }
+}

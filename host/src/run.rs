@@ -1,0 +1,511 @@
+//! One run: load the plugin, instantiate it inside its limits, describe and extract, pass every
+//! asset through the pipeline, and publish the output whole — or publish nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::capabilities::credentials::CredentialSlots;
+use crate::capabilities::log::{clean_line, LogLevel, PluginLog};
+use crate::capabilities::sql::SqlPolicy;
+use crate::config::{ConfigError, LoadedConfig, SinkConfig};
+use crate::pipeline::filter::FilterPolicy;
+use crate::pipeline::manifest::{FilterRef, Manifest, PluginRef, Timings, MANIFEST_FORMAT};
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::runtime::limits::{LimitExceeded, Limits};
+use crate::runtime::state::{HostFailure, RunState};
+use crate::runtime::{self, ExtractOutcome, LoadError, LoadedPlugin, PluginDescription, Runtime};
+use crate::sinks::local::LocalSink;
+
+/// Phases of a run, reported to the observer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Loading,
+    Extracting,
+    Publishing,
+}
+
+/// Receives what happens during a run (the CLI draws a progress bar from it).
+pub trait RunObserver: Send + Sync {
+    /// A new phase started.
+    fn phase(&self, _phase: Phase) {}
+    /// The plugin reported progress.
+    fn progress(&self, _done: u64, _total: Option<u64>) {}
+    /// The plugin wrote a (cleaned, capped) log line.
+    fn plugin_log(&self, level: LogLevel, message: &str) {
+        match level {
+            LogLevel::Trace => tracing::trace!(target: "airlock::plugin", "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "airlock::plugin", "{message}"),
+            LogLevel::Info => tracing::info!(target: "airlock::plugin", "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "airlock::plugin", "{message}"),
+            LogLevel::Error => tracing::error!(target: "airlock::plugin", "{message}"),
+        }
+    }
+}
+
+/// An observer that only forwards plugin log lines to `tracing`.
+pub struct TracingObserver;
+
+impl RunObserver for TracingObserver {}
+
+/// Why a run failed. Every variant means nothing was published.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The plugin could not be found or loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The plugin could not be found.
+    #[error("plugin `{name}` not found: looked for {looked}; build plugins with ./scripts/build-plugins or set --plugin-dir / AIRLOCK_PLUGIN_DIR")]
+    PluginNotFound { name: String, looked: String },
+    /// A sandbox limit stopped the plugin.
+    #[error("plugin stopped: {0}")]
+    Limit(LimitExceeded),
+    /// The plugin reported an error.
+    #[error("plugin failed ({kind}): {message}")]
+    PluginFailed { kind: String, message: String },
+    /// The plugin trapped (a panic, an invalid memory access, ...).
+    #[error("plugin crashed: {0}")]
+    PluginCrashed(String),
+    /// The plugin emitted malformed output.
+    #[error("{0}")]
+    InvalidOutput(String),
+    /// The output could not be written.
+    #[error("cannot write the output: {0}")]
+    Output(String),
+    /// The runtime could not start.
+    #[error("runtime error: {0}")]
+    Runtime(String),
+}
+
+impl RunError {
+    /// Exit code of the CLI: 2 for usage and configuration errors, 1 for failed runs.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Config(_) | RunError::Load(_) | RunError::PluginNotFound { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    /// A stable machine-readable kind, used in `--json` output and tests.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RunError::Config(_) => "config",
+            RunError::Load(LoadError::WitVersion { .. }) => "wit-version",
+            RunError::Load(_) => "plugin-load",
+            RunError::PluginNotFound { .. } => "plugin-not-found",
+            RunError::Limit(LimitExceeded::Deadline(_)) => "deadline-exceeded",
+            RunError::Limit(LimitExceeded::Cpu(_)) => "cpu-exceeded",
+            RunError::Limit(LimitExceeded::Memory { .. }) => "memory-limit",
+            RunError::Limit(LimitExceeded::Table { .. }) => "table-limit",
+            RunError::Limit(LimitExceeded::Output(_)) => "output-limit",
+            RunError::Limit(LimitExceeded::CallSize(_)) => "call-size-limit",
+            RunError::PluginFailed { .. } => "plugin-error",
+            RunError::PluginCrashed(_) => "plugin-crashed",
+            RunError::InvalidOutput(_) => "invalid-output",
+            RunError::Output(_) => "output",
+            RunError::Runtime(_) => "runtime",
+        }
+    }
+}
+
+/// Where to find plugins when a config names one without a path: directories searched in order.
+#[derive(Debug, Clone)]
+pub struct PluginDir(pub Vec<PathBuf>);
+
+impl PluginDir {
+    /// `$AIRLOCK_PLUGIN_DIR` when set; otherwise `$XDG_DATA_HOME/airlock/plugins` (or
+    /// `~/.local/share/airlock/plugins`) followed by `plugins/` beside the binary's directory
+    /// (`target/plugins` for a binary in `target/debug`, where ./scripts/build-plugins puts them).
+    pub fn from_env() -> Self {
+        if let Some(d) = std::env::var_os("AIRLOCK_PLUGIN_DIR") {
+            return PluginDir(vec![PathBuf::from(d)]);
+        }
+        let mut dirs = Vec::new();
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+        if let Some(base) = base {
+            dirs.push(base.join("airlock").join("plugins"));
+        }
+        if let Some(bin_dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+            if let Some(up) = bin_dir.parent() {
+                dirs.push(up.join("plugins"));
+            }
+        }
+        PluginDir(dirs)
+    }
+
+    /// A single directory.
+    pub fn single(dir: PathBuf) -> Self {
+        PluginDir(vec![dir])
+    }
+}
+
+/// A finished, published run.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The published run directory.
+    pub output_dir: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Plugin log lines dropped after `limits.log_lines`.
+    pub dropped_log_lines: u64,
+}
+
+/// Resolves `source.plugin`: a path when it ends in `.wasm` or contains a slash, otherwise
+/// `<plugin dir>/<name>.wasm`.
+pub fn resolve_plugin(spec: &str, base_dir: &Path, plugins: &PluginDir) -> Result<PathBuf, RunError> {
+    let path = if spec.ends_with(".wasm") || spec.contains('/') {
+        let p = Path::new(spec);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base_dir.join(p)
+        }
+    } else {
+        let candidates: Vec<PathBuf> = plugins.0.iter().map(|d| d.join(format!("{spec}.wasm"))).collect();
+        return candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+            RunError::PluginNotFound {
+                name: spec.to_string(),
+                looked: candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        });
+    };
+    if !path.is_file() {
+        return Err(RunError::PluginNotFound {
+            name: spec.to_string(),
+            looked: path.display().to_string(),
+        });
+    }
+    Ok(path)
+}
+
+/// The SQL policy of a config: allowed SQLite directories default to the database's directory.
+fn sql_policy(cfg: &LoadedConfig, limits: &Limits) -> Result<SqlPolicy, RunError> {
+    let dirs: Vec<PathBuf> = match &cfg.config.source.allowed_dirs {
+        Some(dirs) => dirs.iter().map(|d| cfg.resolve(d)).collect(),
+        None => match &cfg.config.source.database {
+            Some(db) => cfg.resolve(db).parent().map(Path::to_path_buf).into_iter().collect(),
+            None => Vec::new(),
+        },
+    };
+    let mut sqlite_dirs = Vec::new();
+    for d in dirs {
+        let canonical = std::fs::canonicalize(&d).map_err(|e| {
+            RunError::Config(ConfigError::Invalid(format!(
+                "source.allowed_dirs: {}: {e}",
+                d.display()
+            )))
+        })?;
+        sqlite_dirs.push(canonical);
+    }
+    Ok(SqlPolicy {
+        base_dir: cfg.base_dir.clone(),
+        sqlite_dirs,
+        query_timeout: Duration::from_secs(limits.query_timeout_s),
+        result_bytes: limits.max_output_mb.saturating_mul(1 << 20).min(256 << 20) as usize,
+        call_bytes: limits.call_bytes,
+    })
+}
+
+/// The JSON the plugin receives: the `[source]` table without host-only keys.
+fn plugin_config_json(cfg: &LoadedConfig) -> String {
+    let s = &cfg.config.source;
+    let mut map = serde_json::Map::new();
+    if let Some(e) = &s.endpoint {
+        map.insert("endpoint".into(), e.clone().into());
+    }
+    if let Some(d) = &s.database {
+        map.insert("database".into(), d.clone().into());
+    }
+    if let Some(d) = &s.databases {
+        map.insert("databases".into(), d.clone().into());
+    }
+    map.insert(
+        "options".into(),
+        serde_json::Value::Object(s.options.clone().into_iter().collect()),
+    );
+    serde_json::Value::Object(map).to_string()
+}
+
+/// Runs a workflow configuration end to end.
+pub async fn run_workflow(
+    runtime: &Runtime,
+    cfg: &LoadedConfig,
+    plugins: &PluginDir,
+    observer: Arc<dyn RunObserver>,
+) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let config = &cfg.config;
+    let limits = config.limits.clone();
+    let policy =
+        FilterPolicy::compile(&config.filters).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let sql = sql_policy(cfg, &limits)?;
+
+    observer.phase(Phase::Loading);
+    let plugin_path = resolve_plugin(&config.source.plugin, &cfg.base_dir, plugins)?;
+    let plugin = runtime.load_plugin(&plugin_path)?;
+    let load_ms = started.elapsed().as_millis() as u64;
+
+    let SinkConfig::Local { dir } = &config.sink;
+    let sink = LocalSink::new(cfg.resolve(dir));
+    let staged = sink
+        .stage(&run_id)
+        .map_err(|e| RunError::Output(format!("{}: {e}", sink.dir().display())))?;
+
+    let pipeline = Pipeline::new(policy.clone(), &limits, staged.dir());
+    let state = RunState::new(
+        &limits,
+        sql,
+        CredentialSlots::default(),
+        Some(pipeline),
+        PluginLog::new(observer.clone(), limits.log_lines),
+    );
+    let mut store = runtime.new_store(state);
+
+    observer.phase(Phase::Extracting);
+    let extract_started = Instant::now();
+    let config_json = plugin_config_json(cfg);
+    let include = config.filters.include.clone();
+    let exclude = config.filters.exclude.clone();
+    let kinds = policy.kinds().to_vec();
+    // The epoch callback stops a computing plugin at the deadline; this timeout also stops one
+    // that waits inside a host call.
+    let grace = Duration::from_secs(limits.deadline_s) + Duration::from_secs(1);
+    let outcome = tokio::time::timeout(grace, async {
+        let instance = runtime.instantiate(&plugin, &mut store).await?;
+        let description = runtime::describe(&instance, &mut store).await?;
+        let outcome = runtime::extract(
+            &instance,
+            &mut store,
+            &config_json,
+            include,
+            exclude,
+            &kinds,
+        )
+        .await?;
+        Ok::<_, wasmtime::Error>((description, outcome))
+    })
+    .await;
+    let extract_ms = extract_started.elapsed().as_millis() as u64;
+    report_captured_output(&store, observer.as_ref());
+
+    let (description, warnings) = match outcome {
+        Err(_elapsed) => return Err(RunError::Limit(LimitExceeded::Deadline(limits.deadline_s))),
+        Ok(Err(trap)) => return Err(classify_trap(&trap, store.data())),
+        Ok(Ok((_, ExtractOutcome::PluginError { kind, message }))) => {
+            return Err(RunError::PluginFailed {
+                kind: kind.to_string(),
+                message: clean_line(&message),
+            })
+        }
+        Ok(Ok((description, ExtractOutcome::Finished { warnings }))) => (description, warnings),
+    };
+    if let Some(failure) = &store.data().failure {
+        return Err(RunError::InvalidOutput(failure.clone()));
+    }
+
+    observer.phase(Phase::Publishing);
+    let publish_started = Instant::now();
+    let dropped_log_lines = store.data().log.dropped();
+    let pipeline = store
+        .data_mut()
+        .pipeline
+        .take()
+        .ok_or_else(|| RunError::Runtime("pipeline missing after extraction".into()))?;
+    drop(store);
+    let output = pipeline.finish().map_err(|e| match e {
+        PipelineError::Io(e) => RunError::Output(e.to_string()),
+        other => RunError::InvalidOutput(other.to_string()),
+    })?;
+    let mut all_warnings: Vec<String> = warnings.iter().map(|w| clean_line(w)).collect();
+    all_warnings.extend(output.warnings);
+    let config_json_full = serde_json::to_vec(config).unwrap_or_default();
+    let mut manifest = Manifest {
+        format: MANIFEST_FORMAT.to_string(),
+        run_id: run_id.clone(),
+        status: "complete".to_string(),
+        workflow: config.name.clone(),
+        config_sha256: hex::encode(Sha256::digest(&config_json_full)),
+        plugin: plugin_ref(&plugin, &description),
+        filter: FilterRef {
+            digest: policy.digest().to_string(),
+            include: config.filters.include.clone(),
+            exclude: config.filters.exclude.clone(),
+            kinds: config.filters.kinds.clone(),
+        },
+        started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        finished_at: String::new(),
+        timings_ms: Timings {
+            load: load_ms,
+            extract: extract_ms,
+            publish: 0,
+            total: 0,
+        },
+        totals: Manifest::sum_counts(&output.counts),
+        counts: output.counts,
+        files: output.files,
+        warnings: all_warnings,
+    };
+    manifest.timings_ms.publish = publish_started.elapsed().as_millis() as u64;
+    manifest.timings_ms.total = started.elapsed().as_millis() as u64;
+    manifest.finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let output_dir = staged
+        .publish(&manifest)
+        .map_err(|e| RunError::Output(format!("{}: {e}", sink.dir().display())))?;
+    Ok(RunReport {
+        output_dir,
+        manifest,
+        dropped_log_lines,
+    })
+}
+
+fn plugin_ref(plugin: &LoadedPlugin, d: &PluginDescription) -> PluginRef {
+    PluginRef {
+        name: clean_line(&d.name),
+        version: clean_line(&d.version),
+        sha256: plugin.sha256.clone(),
+        wit_version: plugin.wit_version.clone(),
+    }
+}
+
+/// Logs what the plugin wrote to stdout/stderr (already capped by the pipes).
+fn report_captured_output(store: &wasmtime::Store<RunState>, observer: &dyn RunObserver) {
+    let (out, err) = store.data().captured_output();
+    for (name, bytes) in [("stdout", out), ("stderr", err)] {
+        for line in String::from_utf8_lossy(&bytes).lines().take(200) {
+            if !line.trim().is_empty() {
+                observer.plugin_log(LogLevel::Debug, &format!("[{name}] {}", clean_line(line)));
+            }
+        }
+    }
+}
+
+/// Turns a trap into the run error that explains it.
+fn classify_trap(e: &wasmtime::Error, state: &RunState) -> RunError {
+    if let Some(l) = e.downcast_ref::<LimitExceeded>() {
+        return RunError::Limit(l.clone());
+    }
+    if let Some(f) = e.downcast_ref::<HostFailure>() {
+        return match f {
+            HostFailure::Limit(l) => RunError::Limit(l.clone()),
+            HostFailure::Pipeline(PipelineError::Limit(l)) => RunError::Limit(l.clone()),
+            HostFailure::Pipeline(PipelineError::Io(io)) => RunError::Output(io.to_string()),
+            HostFailure::Pipeline(p) => RunError::InvalidOutput(p.to_string()),
+        };
+    }
+    if let Some(l) = &state.limiter.hit {
+        return RunError::Limit(l.clone());
+    }
+    let what = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::UnreachableCodeReached) => {
+            "it aborted (a Rust plugin panicked)".to_string()
+        }
+        Some(wasmtime::Trap::StackOverflow) => "stack overflow".to_string(),
+        Some(t) => t.to_string(),
+        None => format!("{e}").lines().next().unwrap_or("unknown error").to_string(),
+    };
+    let (_, stderr) = state.captured_output();
+    let tail: Vec<String> = String::from_utf8_lossy(&stderr)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(clean_line)
+        .collect();
+    let tail = tail[tail.len().saturating_sub(3)..].join(" | ");
+    if tail.is_empty() {
+        RunError::PluginCrashed(what)
+    } else {
+        let tail: String = tail.chars().take(600).collect();
+        RunError::PluginCrashed(format!("{what}; plugin stderr: {tail}"))
+    }
+}
+
+/// One entry of `airlock plugins list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginListing {
+    /// The file.
+    pub file: PathBuf,
+    /// SHA-256 of the file, when it could be read.
+    pub sha256: Option<String>,
+    /// The WIT version, when the plugin loaded.
+    pub wit_version: Option<String>,
+    /// What the plugin says about itself, when it loaded.
+    pub description: Option<PluginDescription>,
+    /// Why it could not be described.
+    pub error: Option<String>,
+}
+
+/// Loads and describes every `.wasm` file in `dir`, each in its own limited store.
+pub async fn list_plugins(runtime: &Runtime, dir: &Path) -> std::io::Result<Vec<PluginListing>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        out.push(describe_file(runtime, &file).await);
+    }
+    Ok(out)
+}
+
+/// Loads and describes one plugin file.
+pub async fn describe_file(runtime: &Runtime, file: &Path) -> PluginListing {
+    let mut listing = PluginListing {
+        file: file.to_path_buf(),
+        sha256: None,
+        wit_version: None,
+        description: None,
+        error: None,
+    };
+    let plugin = match runtime.load_plugin(file) {
+        Ok(p) => p,
+        Err(e) => {
+            listing.error = Some(e.to_string());
+            return listing;
+        }
+    };
+    listing.sha256 = Some(plugin.sha256.clone());
+    listing.wit_version = Some(plugin.wit_version.clone());
+    let limits = Limits {
+        deadline_s: 10,
+        cpu_s: 10,
+        ..Limits::default()
+    };
+    let state = RunState::new(
+        &limits,
+        SqlPolicy {
+            base_dir: PathBuf::from("/nonexistent"),
+            sqlite_dirs: Vec::new(),
+            query_timeout: Duration::from_secs(1),
+            result_bytes: 1 << 20,
+            call_bytes: limits.call_bytes,
+        },
+        CredentialSlots::default(),
+        None,
+        PluginLog::new(Arc::new(TracingObserver), 100),
+    );
+    let mut store = runtime.new_store(state);
+    let described = tokio::time::timeout(Duration::from_secs(11), async {
+        let instance = runtime.instantiate(&plugin, &mut store).await?;
+        runtime::describe(&instance, &mut store).await
+    })
+    .await;
+    match described {
+        Ok(Ok(d)) => listing.description = Some(d),
+        Ok(Err(e)) => listing.error = Some(classify_trap(&e, store.data()).to_string()),
+        Err(_) => listing.error = Some("describe did not finish within 10 s".into()),
+    }
+    listing
+}

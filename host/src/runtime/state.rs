@@ -1,0 +1,108 @@
+//! The data of one run's `Store`: WASI context (granting nothing), resources, limits and the
+//! capabilities' per-run state.
+
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::limits::{LimitExceeded, Limits, RunLimiter};
+use crate::capabilities::credentials::CredentialSlots;
+use crate::capabilities::log::PluginLog;
+use crate::capabilities::sql::SqlPolicy;
+use crate::pipeline::{Pipeline, PipelineError};
+
+/// Why the host stopped a plugin from inside a host call; the run fails with it.
+#[derive(Debug, thiserror::Error)]
+pub enum HostFailure {
+    /// A limit was hit.
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
+    /// The pipeline refused the plugin's output.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+/// Everything a run's store holds.
+pub struct RunState {
+    pub(crate) table: ResourceTable,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) limiter: RunLimiter,
+    pub(crate) sql: SqlPolicy,
+    pub(crate) credentials: CredentialSlots,
+    /// `None` while only describing a plugin: emitting is then refused.
+    pub(crate) pipeline: Option<Pipeline>,
+    pub(crate) log: PluginLog,
+    pub(crate) deadline: Instant,
+    pub(crate) deadline_s: u64,
+    pub(crate) cpu_ticks: u64,
+    pub(crate) cpu_limit_ticks: u64,
+    pub(crate) cpu_s: u64,
+    pub(crate) call_bytes: usize,
+    /// The first failure a host call raised (the trap that follows carries it too).
+    pub(crate) failure: Option<String>,
+    pub(crate) stdout: MemoryOutputPipe,
+    pub(crate) stderr: MemoryOutputPipe,
+}
+
+impl RunState {
+    /// A state for one run with `limits`.
+    pub fn new(
+        limits: &Limits,
+        sql: SqlPolicy,
+        credentials: CredentialSlots,
+        pipeline: Option<Pipeline>,
+        log: PluginLog,
+    ) -> Self {
+        let stdout = MemoryOutputPipe::new(limits.stdio_kb * 1024);
+        let stderr = MemoryOutputPipe::new(limits.stdio_kb * 1024);
+        // Deny by default: no args, env, preopened dirs, stdin or network. Only the capped
+        // stdout/stderr pipes exist.
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        RunState {
+            table: ResourceTable::new(),
+            wasi,
+            limiter: RunLimiter::new(limits),
+            sql,
+            credentials,
+            pipeline,
+            log,
+            deadline: Instant::now() + std::time::Duration::from_secs(limits.deadline_s),
+            deadline_s: limits.deadline_s,
+            cpu_ticks: 0,
+            cpu_limit_ticks: limits.cpu_s.saturating_mul(1000) / super::EPOCH_TICK_MS,
+            cpu_s: limits.cpu_s,
+            call_bytes: limits.call_bytes,
+            failure: None,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Records a failure and turns it into the error that traps the guest.
+    pub(crate) fn fail(&mut self, failure: HostFailure) -> wasmtime::Error {
+        self.failure.get_or_insert_with(|| failure.to_string());
+        wasmtime::Error::new(failure)
+    }
+
+    /// The plugin's captured stdout and stderr.
+    pub fn captured_output(&self) -> (Vec<u8>, Vec<u8>) {
+        (self.stdout.contents().to_vec(), self.stderr.contents().to_vec())
+    }
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
