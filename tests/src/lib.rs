@@ -1,0 +1,158 @@
+//! Test harness: locates the freshly built plugins, creates throwaway workspaces and runs
+//! workflows through the library exactly as the CLI does.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use airlock::config::LoadedConfig;
+use airlock::run::{self, PluginDir, RunError, RunReport, TracingObserver};
+use airlock::runtime::Runtime;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The directory ./scripts/build-plugins fills.
+pub fn plugin_dir() -> PathBuf {
+    std::env::var_os("AIRLOCK_TEST_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target").join("plugins"))
+}
+
+/// The path of a built plugin; panics with the fix when it is missing.
+pub fn plugin(name: &str) -> PathBuf {
+    let p = plugin_dir().join(format!("{name}.wasm"));
+    assert!(
+        p.is_file(),
+        "{} is missing: run ./scripts/build-plugins (./scripts/test does) before the tests",
+        p.display()
+    );
+    p
+}
+
+/// A runtime with a component cache private to the test binary's target dir.
+pub fn runtime() -> Runtime {
+    let cache = workspace_root().join("target").join("test-component-cache");
+    Runtime::new(Some(cache)).expect("runtime starts")
+}
+
+/// A throwaway directory holding a config, its database and its output.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Workspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Workspace {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `airlock.toml` with `text` and loads it.
+    pub fn config(&self, text: &str) -> LoadedConfig {
+        let path = self.path().join("airlock.toml");
+        std::fs::write(&path, text).expect("write config");
+        LoadedConfig::load(&path).expect("config loads")
+    }
+
+    /// A config running `plugin` (a path) on `database` with extra TOML appended.
+    pub fn config_for(&self, plugin: &Path, database: &str, extra: &str) -> LoadedConfig {
+        self.config(&format!(
+            "[source]\nplugin = \"{}\"\ndatabase = \"{database}\"\n\n[sink]\nkind = \"local\"\ndir = \"out\"\n\n{extra}",
+            plugin.display()
+        ))
+    }
+
+    /// The output directory of the default config.
+    pub fn out(&self) -> PathBuf {
+        self.path().join("out")
+    }
+
+    /// Entries of the output directory (runs and anything else left behind).
+    pub fn out_entries(&self) -> Vec<String> {
+        match std::fs::read_dir(self.out()) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// Runs a loaded config.
+pub async fn run(runtime: &Runtime, cfg: &LoadedConfig) -> Result<RunReport, RunError> {
+    run::run_workflow(
+        runtime,
+        cfg,
+        &PluginDir::single(plugin_dir()),
+        Arc::new(TracingObserver),
+    )
+    .await
+}
+
+/// Reads one JSONL output file as JSON values (empty when the file does not exist).
+pub fn read_jsonl(run_dir: &Path, kind: &str) -> Vec<serde_json::Value> {
+    let path = run_dir.join(format!("{kind}.jsonl"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("valid JSON line"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Checks a published run directory: every file's line count and SHA-256 match the manifest,
+/// every file is listed, and manifest counts equal the lines. Returns the manifest.
+pub fn verify_run_dir(run_dir: &Path) -> serde_json::Value {
+    use sha2::Digest;
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(run_dir.join("manifest.json")).expect("manifest.json exists"),
+    )
+    .expect("manifest is JSON");
+    assert_eq!(manifest["status"], "complete");
+    let files = manifest["files"].as_array().expect("files array");
+    let mut listed = vec!["manifest.json".to_string()];
+    for f in files {
+        let name = f["path"].as_str().expect("path");
+        listed.push(name.to_string());
+        let bytes = std::fs::read(run_dir.join(name)).expect("listed file exists");
+        assert_eq!(bytes.len() as u64, f["bytes"].as_u64().unwrap(), "{name} bytes");
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            f["sha256"].as_str().unwrap(),
+            "{name} sha256"
+        );
+        let lines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        assert_eq!(lines, f["records"].as_u64().unwrap(), "{name} records");
+        let kind = f["kind"].as_str().unwrap();
+        assert_eq!(
+            manifest["counts"][kind]["kept"].as_u64().unwrap(),
+            lines,
+            "{kind} kept count equals lines"
+        );
+    }
+    let mut present: Vec<String> = std::fs::read_dir(run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    present.sort();
+    listed.sort();
+    assert_eq!(present, listed, "run directory holds exactly the listed files");
+    manifest
+}

@@ -98,31 +98,41 @@ impl SqlPolicy {
         } else {
             self.base_dir.join(requested)
         };
+        // Check the lexical path first, so a plugin cannot probe which files exist outside
+        // the allowed directories; then the canonical path, so a symlink cannot escape.
+        let lexical = normalize_lexically(&joined);
+        if !self.sqlite_dirs.iter().any(|d| lexical.starts_with(d)) {
+            return Err(self.outside(&lexical));
+        }
         let canonical = std::fs::canonicalize(&joined).map_err(|e| {
             SqlError::Unavailable(format!(
                 "SQLite database {} cannot be opened: {e}; check source.database",
-                joined.display()
+                lexical.display()
             ))
         })?;
+        if !self.sqlite_dirs.iter().any(|d| canonical.starts_with(d)) {
+            return Err(self.outside(&canonical));
+        }
         if !canonical.is_file() {
             return Err(SqlError::Unavailable(format!(
                 "SQLite database {} is not a file",
                 canonical.display()
             )));
         }
-        if !self.sqlite_dirs.iter().any(|d| canonical.starts_with(d)) {
-            let dirs: Vec<String> = self
-                .sqlite_dirs
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect();
-            return Err(SqlError::Denied(format!(
-                "SQLite database {} is outside the allowed directories [{}]; add its directory to source.allowed_dirs",
-                canonical.display(),
-                dirs.join(", ")
-            )));
-        }
         Ok(canonical)
+    }
+
+    fn outside(&self, path: &Path) -> SqlError {
+        let dirs: Vec<String> = self
+            .sqlite_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        SqlError::Denied(format!(
+            "SQLite database {} is outside the allowed directories [{}]; add its directory to source.allowed_dirs",
+            path.display(),
+            dirs.join(", ")
+        ))
     }
 
     /// Checks a statement before it is sent to a driver.
@@ -135,6 +145,22 @@ impl SqlPolicy {
         }
         Ok(())
     }
+}
+
+/// Resolves `.` and `..` without touching the file system.
+fn normalize_lexically(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 impl SqlConnection {

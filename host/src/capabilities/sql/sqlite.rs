@@ -116,17 +116,29 @@ fn run(
     max_bytes: usize,
     timeout: Duration,
 ) -> Result<QueryResult, SqlError> {
-    let map_err = |e: rusqlite::Error| match e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::OperationInterrupted => {
-            SqlError::Limit(format!(
-                "query interrupted after {} s (limits.query_timeout_s or the run deadline)",
-                timeout.as_secs()
-            ))
+    let map_err = |e: rusqlite::Error| {
+        let denied = match &e {
+            rusqlite::Error::SqliteFailure(f, m) => {
+                f.code == rusqlite::ErrorCode::AuthorizationForStatementDenied
+                    || m.as_deref().is_some_and(|m| m.starts_with("not authorized"))
+            }
+            rusqlite::Error::SqlInputError { msg, .. } => msg.starts_with("not authorized"),
+            _ => false,
+        };
+        match e {
+            _ if denied => SqlError::Denied(format!(
+                "statement not allowed on a read-only source: {e}"
+            )),
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::OperationInterrupted =>
+            {
+                SqlError::Limit(format!(
+                    "query interrupted after {} s (limits.query_timeout_s)",
+                    timeout.as_secs()
+                ))
+            }
+            other => SqlError::Source(other.to_string()),
         }
-        rusqlite::Error::SqliteFailure(f, Some(m)) if f.code == rusqlite::ErrorCode::AuthorizationForStatementDenied => {
-            SqlError::Denied(format!("statement not allowed on a read-only source: {m}"))
-        }
-        other => SqlError::Source(other.to_string()),
     };
     let mut stmt = conn.prepare(statement).map_err(map_err)?;
     if !stmt.readonly() {

@@ -1,0 +1,189 @@
+//! Hostile plugins: each is stopped with the expected error kind, publishes nothing, and leaves
+//! the host healthy (a normal run in the same runtime succeeds afterwards).
+
+use airlock::run::RunError;
+use airlock::runtime::Runtime;
+use airlock_tests::{plugin, read_jsonl, run, runtime, verify_run_dir, Workspace};
+
+/// Runs the real SQLite plugin in `rt` and checks it publishes a verified run.
+async fn assert_host_healthy(rt: &Runtime) {
+    let ws = Workspace::new();
+    airlock::demo::create_sample_database(&ws.path().join("shop.db")).unwrap();
+    let cfg = ws.config_for(&plugin("sqlite"), "shop.db", "");
+    let report = run(rt, &cfg).await.expect("a normal run still succeeds");
+    verify_run_dir(&report.output_dir);
+}
+
+fn empty_db(ws: &Workspace) {
+    rusqlite::Connection::open(ws.path().join("db.sqlite"))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x INTEGER);")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn endless_loop_is_stopped_at_the_deadline() {
+    let rt = runtime();
+    let ws = Workspace::new();
+    empty_db(&ws);
+    let cfg = ws.config_for(&plugin("hostile-loop"), "db.sqlite", "[limits]\ndeadline_s = 2\n");
+    let err = run(&rt, &cfg).await.expect_err("the loop must be stopped");
+    assert_eq!(err.kind(), "deadline-exceeded", "{err}");
+    assert!(err.to_string().contains("deadline exceeded"), "{err}");
+    assert_eq!(err.exit_code(), 1);
+    assert!(ws.out_entries().is_empty(), "nothing published: {:?}", ws.out_entries());
+    assert_host_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn endless_loop_is_stopped_by_the_cpu_limit() {
+    let rt = runtime();
+    let ws = Workspace::new();
+    empty_db(&ws);
+    let cfg = ws.config_for(
+        &plugin("hostile-loop"),
+        "db.sqlite",
+        "[limits]\ndeadline_s = 600\ncpu_s = 1\n",
+    );
+    let err = run(&rt, &cfg).await.expect_err("the loop must be stopped");
+    assert_eq!(err.kind(), "cpu-exceeded", "{err}");
+    assert!(ws.out_entries().is_empty());
+    assert_host_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn memory_bomb_is_stopped_at_the_memory_limit() {
+    let rt = runtime();
+    let ws = Workspace::new();
+    empty_db(&ws);
+    let cfg = ws.config_for(&plugin("hostile-membomb"), "db.sqlite", "[limits]\nmemory_mb = 64\n");
+    let err = run(&rt, &cfg).await.expect_err("the bomb must be stopped");
+    assert_eq!(err.kind(), "memory-limit", "{err}");
+    assert!(err.to_string().contains("limit is 64 MiB"), "{err}");
+    assert!(ws.out_entries().is_empty());
+    assert_host_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn panic_after_emits_leaves_no_run_directory() {
+    let rt = runtime();
+    let ws = Workspace::new();
+    empty_db(&ws);
+    let cfg = ws.config_for(&plugin("hostile-panic"), "db.sqlite", "");
+    let err = run(&rt, &cfg).await.expect_err("a panic fails the run");
+    assert_eq!(err.kind(), "plugin-crashed", "{err}");
+    assert!(err.to_string().contains("boom after 52 assets"), "panic message surfaces: {err}");
+    assert!(
+        ws.out_entries().is_empty(),
+        "no run directory, not even a partial one: {:?}",
+        ws.out_entries()
+    );
+    assert_host_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn files_env_args_stdin_and_sockets_are_not_granted() {
+    let rt = runtime();
+    let ws = Workspace::new();
+    empty_db(&ws);
+    std::env::set_var("AIRLOCK_TEST_CANARY", "canary-value-must-not-leak");
+    let cfg = ws.config_for(&plugin("hostile-probe"), "db.sqlite", "");
+    let report = run(&rt, &cfg).await.expect("the probe itself completes");
+    verify_run_dir(&report.output_dir);
+    let assets = read_jsonl(&report.output_dir, "database");
+    assert_eq!(assets.len(), 1);
+    let a = &assets[0]["attributes"];
+    for key in [
+        "read_etc_passwd",
+        "read_relative",
+        "read_dir_root",
+        "read_dir_cwd",
+        "create_file",
+        "tcp_connect",
+        "udp_bind",
+        "tcp_listen",
+        "dns_lookup",
+    ] {
+        let v = a[key].as_str().unwrap_or_default();
+        assert!(v.starts_with("denied"), "{key} must be denied, got {v:?}");
+    }
+    assert_eq!(a["env_count"], 0, "no environment variables");
+    assert!(a["env_home"].is_null());
+    assert_eq!(a["args_count"], 0, "no arguments");
+    assert_eq!(a["stdin_bytes"], 0, "stdin is empty");
+    assert!(!std::path::Path::new("/tmp/airlock-escape").exists());
+    let text = std::fs::read_to_string(report.output_dir.join("database.jsonl")).unwrap();
+    assert!(!text.contains("canary-value-must-not-leak"));
+    assert_host_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn sql_capability_stays_read_only_and_inside_allowed_dirs() {
+    let rt = runtime();
+    let ws = Workspace::new();
+    let inside = ws.path().join("data");
+    std::fs::create_dir(&inside).unwrap();
+    rusqlite::Connection::open(inside.join("db.sqlite"))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x INTEGER);")
+        .unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let outside_db = outside.path().join("secret.sqlite");
+    rusqlite::Connection::open(&outside_db)
+        .unwrap()
+        .execute_batch("CREATE TABLE secret (x TEXT);")
+        .unwrap();
+    let scratch = outside.path().join("copy.sqlite");
+    let cfg = ws.config_for(
+        &plugin("hostile-sql"),
+        "data/db.sqlite",
+        &format!(
+            "[source.options]\noutside = \"{}\"\nscratch = \"{}\"\n\n[limits]\nquery_timeout_s = 2\n",
+            outside_db.display(),
+            scratch.display()
+        ),
+    );
+    let report = run(&rt, &cfg).await.expect("the plugin itself completes");
+    let assets = read_jsonl(&report.output_dir, "database");
+    let a = &assets[0]["attributes"];
+    let expect = |key: &str, kind: &str| {
+        let v = a[key].as_str().unwrap_or_default();
+        assert!(v.starts_with(&format!("Error::{kind}(")), "{key}: expected {kind}, got {v:?}");
+    };
+    expect("open_outside", "Denied");
+    expect("open_traversal", "Denied");
+    expect("open_uri", "Denied");
+    expect("open_network", "Denied");
+    expect("create_table", "Denied");
+    expect("insert", "Denied");
+    expect("attach", "Denied");
+    expect("vacuum_into", "Denied");
+    expect("write_pragma", "Denied");
+    expect("load_extension", "Denied");
+    expect("runaway", "Limit");
+    assert_eq!(a["read_ok"], "granted");
+    assert!(a["huge_value"] != "granted", "huge values are refused");
+    assert!(!scratch.exists(), "VACUUM INTO wrote no file");
+    let tables: Vec<String> = {
+        let c = rusqlite::Connection::open(inside.join("db.sqlite")).unwrap();
+        let mut s = c.prepare("SELECT name FROM sqlite_schema").unwrap();
+        s.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(tables, vec!["t".to_string()], "the database was not modified");
+    assert_host_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn two_plugins_run_concurrently_and_a_hostile_one_does_not_starve_the_other() {
+    let rt = runtime();
+    let hostile_ws = Workspace::new();
+    empty_db(&hostile_ws);
+    let hostile_cfg = hostile_ws.config_for(&plugin("hostile-loop"), "db.sqlite", "[limits]\ndeadline_s = 3\n");
+    let good_ws = Workspace::new();
+    airlock::demo::create_sample_database(&good_ws.path().join("shop.db")).unwrap();
+    let good_cfg = good_ws.config_for(&plugin("sqlite"), "shop.db", "");
+    let (bad, good) = tokio::join!(run(&rt, &hostile_cfg), run(&rt, &good_cfg));
+    assert!(matches!(bad, Err(RunError::Limit(_))), "{:?}", bad.err());
+    let good = good.expect("the well-behaved plugin finishes");
+    verify_run_dir(&good.output_dir);
+}
