@@ -199,7 +199,10 @@ dir = "out"
 
     #[test]
     fn unknown_key_names_key_and_line() {
-        let text = GOOD.replace("database = \"shop.db\"", "database = \"shop.db\"\ndatabse = 1");
+        let text = GOOD.replace(
+            "database = \"shop.db\"",
+            "database = \"shop.db\"\ndatabse = 1",
+        );
         let err = WorkflowConfig::from_toml(&text, Path::new("w.toml")).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("databse"), "{msg}");

@@ -170,9 +170,11 @@ mod tests {
             )
             .unwrap();
         let views: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'view'", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'view'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert!(tables >= 20, "{tables} tables");
         assert!(views >= 3, "{views} views");

@@ -132,7 +132,10 @@ impl PluginDir {
         if let Some(base) = base {
             dirs.push(base.join("airlock").join("plugins"));
         }
-        if let Some(bin_dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+        if let Some(bin_dir) = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+        {
             if let Some(up) = bin_dir.parent() {
                 dirs.push(up.join("plugins"));
             }
@@ -159,7 +162,11 @@ pub struct RunReport {
 
 /// Resolves `source.plugin`: a path when it ends in `.wasm` or contains a slash, otherwise
 /// `<plugin dir>/<name>.wasm`.
-pub fn resolve_plugin(spec: &str, base_dir: &Path, plugins: &PluginDir) -> Result<PathBuf, RunError> {
+pub fn resolve_plugin(
+    spec: &str,
+    base_dir: &Path,
+    plugins: &PluginDir,
+) -> Result<PathBuf, RunError> {
     let path = if spec.ends_with(".wasm") || spec.contains('/') {
         let p = Path::new(spec);
         if p.is_absolute() {
@@ -168,17 +175,23 @@ pub fn resolve_plugin(spec: &str, base_dir: &Path, plugins: &PluginDir) -> Resul
             base_dir.join(p)
         }
     } else {
-        let candidates: Vec<PathBuf> = plugins.0.iter().map(|d| d.join(format!("{spec}.wasm"))).collect();
-        return candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
-            RunError::PluginNotFound {
+        let candidates: Vec<PathBuf> = plugins
+            .0
+            .iter()
+            .map(|d| d.join(format!("{spec}.wasm")))
+            .collect();
+        return candidates
+            .iter()
+            .find(|p| p.is_file())
+            .cloned()
+            .ok_or_else(|| RunError::PluginNotFound {
                 name: spec.to_string(),
                 looked: candidates
                     .iter()
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
-            }
-        });
+            });
     };
     if !path.is_file() {
         return Err(RunError::PluginNotFound {
@@ -194,7 +207,12 @@ fn sql_policy(cfg: &LoadedConfig, limits: &Limits) -> Result<SqlPolicy, RunError
     let dirs: Vec<PathBuf> = match &cfg.config.source.allowed_dirs {
         Some(dirs) => dirs.iter().map(|d| cfg.resolve(d)).collect(),
         None => match &cfg.config.source.database {
-            Some(db) => cfg.resolve(db).parent().map(Path::to_path_buf).into_iter().collect(),
+            Some(db) => cfg
+                .resolve(db)
+                .parent()
+                .map(Path::to_path_buf)
+                .into_iter()
+                .collect(),
             None => Vec::new(),
         },
     };
@@ -414,7 +432,11 @@ fn classify_trap(e: &wasmtime::Error, state: &RunState) -> RunError {
         }
         Some(wasmtime::Trap::StackOverflow) => "stack overflow".to_string(),
         Some(t) => t.to_string(),
-        None => format!("{e}").lines().next().unwrap_or("unknown error").to_string(),
+        None => format!("{e}")
+            .lines()
+            .next()
+            .unwrap_or("unknown error")
+            .to_string(),
     };
     let (_, stderr) = state.captured_output();
     let tail: Vec<String> = String::from_utf8_lossy(&stderr)

@@ -36,6 +36,7 @@ pub use emit::Emitter;
 
 /// Generated bindings; not part of the public API.
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
 pub mod __private {
     pub use wit_bindgen;
 
@@ -83,7 +84,6 @@ pub use __private::wit_types::AssetKind;
 pub use __private::wit_types::Capability;
 /// The error type every plugin function returns; messages must never contain secrets.
 pub use __private::wit_types::Error;
-
 
 /// Filters the host will enforce on every emitted asset; a plugin may push them down into its
 /// queries to do less work. Pushing down is an optimisation: the host filters again.

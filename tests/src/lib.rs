@@ -132,7 +132,11 @@ pub fn verify_run_dir(run_dir: &Path) -> serde_json::Value {
         let name = f["path"].as_str().expect("path");
         listed.push(name.to_string());
         let bytes = std::fs::read(run_dir.join(name)).expect("listed file exists");
-        assert_eq!(bytes.len() as u64, f["bytes"].as_u64().unwrap(), "{name} bytes");
+        assert_eq!(
+            bytes.len() as u64,
+            f["bytes"].as_u64().unwrap(),
+            "{name} bytes"
+        );
         assert_eq!(
             hex::encode(sha2::Sha256::digest(&bytes)),
             f["sha256"].as_str().unwrap(),
@@ -153,6 +157,9 @@ pub fn verify_run_dir(run_dir: &Path) -> serde_json::Value {
         .collect();
     present.sort();
     listed.sort();
-    assert_eq!(present, listed, "run directory holds exactly the listed files");
+    assert_eq!(
+        present, listed,
+        "run directory holds exactly the listed files"
+    );
     manifest
 }

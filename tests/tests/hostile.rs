@@ -26,12 +26,20 @@ async fn endless_loop_is_stopped_at_the_deadline() {
     let rt = runtime();
     let ws = Workspace::new();
     empty_db(&ws);
-    let cfg = ws.config_for(&plugin("hostile-loop"), "db.sqlite", "[limits]\ndeadline_s = 2\n");
+    let cfg = ws.config_for(
+        &plugin("hostile-loop"),
+        "db.sqlite",
+        "[limits]\ndeadline_s = 2\n",
+    );
     let err = run(&rt, &cfg).await.expect_err("the loop must be stopped");
     assert_eq!(err.kind(), "deadline-exceeded", "{err}");
     assert!(err.to_string().contains("deadline exceeded"), "{err}");
     assert_eq!(err.exit_code(), 1);
-    assert!(ws.out_entries().is_empty(), "nothing published: {:?}", ws.out_entries());
+    assert!(
+        ws.out_entries().is_empty(),
+        "nothing published: {:?}",
+        ws.out_entries()
+    );
     assert_host_healthy(&rt).await;
 }
 
@@ -56,7 +64,11 @@ async fn memory_bomb_is_stopped_at_the_memory_limit() {
     let rt = runtime();
     let ws = Workspace::new();
     empty_db(&ws);
-    let cfg = ws.config_for(&plugin("hostile-membomb"), "db.sqlite", "[limits]\nmemory_mb = 64\n");
+    let cfg = ws.config_for(
+        &plugin("hostile-membomb"),
+        "db.sqlite",
+        "[limits]\nmemory_mb = 64\n",
+    );
     let err = run(&rt, &cfg).await.expect_err("the bomb must be stopped");
     assert_eq!(err.kind(), "memory-limit", "{err}");
     assert!(err.to_string().contains("limit is 64 MiB"), "{err}");
@@ -72,7 +84,10 @@ async fn panic_after_emits_leaves_no_run_directory() {
     let cfg = ws.config_for(&plugin("hostile-panic"), "db.sqlite", "");
     let err = run(&rt, &cfg).await.expect_err("a panic fails the run");
     assert_eq!(err.kind(), "plugin-crashed", "{err}");
-    assert!(err.to_string().contains("boom after 52 assets"), "panic message surfaces: {err}");
+    assert!(
+        err.to_string().contains("boom after 52 assets"),
+        "panic message surfaces: {err}"
+    );
     assert!(
         ws.out_entries().is_empty(),
         "no run directory, not even a partial one: {:?}",
@@ -148,7 +163,10 @@ async fn sql_capability_stays_read_only_and_inside_allowed_dirs() {
     let a = &assets[0]["attributes"];
     let expect = |key: &str, kind: &str| {
         let v = a[key].as_str().unwrap_or_default();
-        assert!(v.starts_with(&format!("Error::{kind}(")), "{key}: expected {kind}, got {v:?}");
+        assert!(
+            v.starts_with(&format!("Error::{kind}(")),
+            "{key}: expected {kind}, got {v:?}"
+        );
     };
     expect("open_outside", "Denied");
     expect("open_traversal", "Denied");
@@ -167,9 +185,16 @@ async fn sql_capability_stays_read_only_and_inside_allowed_dirs() {
     let tables: Vec<String> = {
         let c = rusqlite::Connection::open(inside.join("db.sqlite")).unwrap();
         let mut s = c.prepare("SELECT name FROM sqlite_schema").unwrap();
-        s.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     };
-    assert_eq!(tables, vec!["t".to_string()], "the database was not modified");
+    assert_eq!(
+        tables,
+        vec!["t".to_string()],
+        "the database was not modified"
+    );
     assert_host_healthy(&rt).await;
 }
 
@@ -178,7 +203,11 @@ async fn two_plugins_run_concurrently_and_a_hostile_one_does_not_starve_the_othe
     let rt = runtime();
     let hostile_ws = Workspace::new();
     empty_db(&hostile_ws);
-    let hostile_cfg = hostile_ws.config_for(&plugin("hostile-loop"), "db.sqlite", "[limits]\ndeadline_s = 3\n");
+    let hostile_cfg = hostile_ws.config_for(
+        &plugin("hostile-loop"),
+        "db.sqlite",
+        "[limits]\ndeadline_s = 3\n",
+    );
     let good_ws = Workspace::new();
     airlock::demo::create_sample_database(&good_ws.path().join("shop.db")).unwrap();
     let good_cfg = good_ws.config_for(&plugin("sqlite"), "shop.db", "");

@@ -48,8 +48,15 @@ fn expected(path: &std::path::Path) -> Expected {
         .map(Result::unwrap)
         .collect();
     for (name, kind, sql) in &objs {
-        objects.insert(p(&["shop", "main", name]), json!({ "kind": kind, "sql": sql }));
-        let mut cols = conn.prepare("SELECT cid, name, type, \"notnull\", dflt_value, pk FROM pragma_table_xinfo(?1)").unwrap();
+        objects.insert(
+            p(&["shop", "main", name]),
+            json!({ "kind": kind, "sql": sql }),
+        );
+        let mut cols = conn
+            .prepare(
+                "SELECT cid, name, type, \"notnull\", dflt_value, pk FROM pragma_table_xinfo(?1)",
+            )
+            .unwrap();
         for c in cols
             .query_map([name], |r| {
                 Ok((
@@ -102,7 +109,10 @@ fn expected(path: &std::path::Path) -> Expected {
                             "on_update": on_update, "on_delete": on_delete })
                 });
             entry["columns"].as_array_mut().unwrap().push(json!(from));
-            entry["referenced_columns"].as_array_mut().unwrap().push(json!(to));
+            entry["referenced_columns"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!(to));
         }
         let mut idx = conn
             .prepare("SELECT il.name, il.\"unique\", il.origin, il.partial, ii.name FROM pragma_index_list(?1) il JOIN pragma_index_info(il.name) ii ORDER BY il.name, ii.seqno")
@@ -151,7 +161,11 @@ async fn sqlite_plugin_matches_the_catalog_exactly() {
     let ws = Workspace::new();
     let db = ws.path().join("shop.db");
     build_database(&db);
-    let cfg = ws.config_for(&plugin("sqlite"), "shop.db", "[source.options]\nname = \"shop\"\n");
+    let cfg = ws.config_for(
+        &plugin("sqlite"),
+        "shop.db",
+        "[source.options]\nname = \"shop\"\n",
+    );
     let rt = runtime();
     let report = run(&rt, &cfg).await.expect("run succeeds");
     let manifest = verify_run_dir(&report.output_dir);
@@ -164,10 +178,16 @@ async fn sqlite_plugin_matches_the_catalog_exactly() {
     let views = by_path(read_jsonl(&report.output_dir, "view"));
     let mut got_objects = BTreeMap::new();
     for (path, v) in &tables {
-        got_objects.insert(path.clone(), json!({ "kind": "table", "sql": v["attributes"]["ddl"] }));
+        got_objects.insert(
+            path.clone(),
+            json!({ "kind": "table", "sql": v["attributes"]["ddl"] }),
+        );
     }
     for (path, v) in &views {
-        got_objects.insert(path.clone(), json!({ "kind": "view", "sql": v["attributes"]["view_definition"] }));
+        got_objects.insert(
+            path.clone(),
+            json!({ "kind": "view", "sql": v["attributes"]["view_definition"] }),
+        );
     }
     assert_eq!(got_objects, want.objects);
 
@@ -266,5 +286,10 @@ async fn filters_drop_excluded_assets_and_count_them() {
     // the kind allow-list is pushed down: the plugin does not even emit views or indexes
     assert!(manifest["counts"].get("view").is_none(), "{manifest}");
     assert!(manifest["counts"].get("index").is_none(), "{manifest}");
-    assert!(manifest["counts"]["table"]["dropped_filter"].as_u64().unwrap() > 20);
+    assert!(
+        manifest["counts"]["table"]["dropped_filter"]
+            .as_u64()
+            .unwrap()
+            > 20
+    );
 }

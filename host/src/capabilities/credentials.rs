@@ -47,8 +47,5 @@ impl CredentialSlots {
 
 /// Slot names come from the plugin: keep error text short and printable.
 fn sanitize_slot(slot: &str) -> String {
-    slot.chars()
-        .filter(|c| !c.is_control())
-        .take(64)
-        .collect()
+    slot.chars().filter(|c| !c.is_control()).take(64).collect()
 }

@@ -110,9 +110,11 @@ pub async fn main() -> i32 {
             Err(e) => fail(&RunError::Config(e), args.common.json),
         },
         Command::Demo(args) => demo(&args).await,
-        Command::Plugins(PluginsCommand::List { dir, json, no_cache }) => {
-            plugins_list(dir, json, no_cache).await
-        }
+        Command::Plugins(PluginsCommand::List {
+            dir,
+            json,
+            no_cache,
+        }) => plugins_list(dir, json, no_cache).await,
     }
 }
 
@@ -156,7 +158,13 @@ async fn run_and_report(cfg: &LoadedConfig, args: &CommonRunArgs) -> i32 {
         Err(e) => return fail(&e, args.json),
     };
     let observer = observer(args.json);
-    let result = run::run_workflow(&runtime, cfg, &plugin_dir(&args.plugin_dir), observer.clone()).await;
+    let result = run::run_workflow(
+        &runtime,
+        cfg,
+        &plugin_dir(&args.plugin_dir),
+        observer.clone(),
+    )
+    .await;
     drop(observer);
     match result {
         Ok(report) => {
@@ -172,7 +180,10 @@ async fn demo(args: &DemoArgs) -> i32 {
         Ok(c) => c,
         Err(e) => {
             return fail(
-                &RunError::Output(format!("cannot prepare demo in {}: {e}", args.dir.display())),
+                &RunError::Output(format!(
+                    "cannot prepare demo in {}: {e}",
+                    args.dir.display()
+                )),
                 args.common.json,
             )
         }
@@ -224,7 +235,11 @@ fn print_report(r: &RunReport, json: bool) {
     }
     println!(
         "run {} complete: {} assets kept of {} emitted ({} dropped by filters, {} oversize)",
-        m.run_id, m.totals.kept, m.totals.emitted, m.totals.dropped_filter, m.totals.dropped_oversize
+        m.run_id,
+        m.totals.kept,
+        m.totals.emitted,
+        m.totals.dropped_filter,
+        m.totals.dropped_oversize
     );
     println!(
         "plugin {} {} (sha256 {}…, WIT {})",
@@ -233,7 +248,10 @@ fn print_report(r: &RunReport, json: bool) {
         &m.plugin.sha256[..12.min(m.plugin.sha256.len())],
         m.plugin.wit_version
     );
-    println!("  {:<20} {:>8} {:>8} {:>8}", "kind", "emitted", "kept", "dropped");
+    println!(
+        "  {:<20} {:>8} {:>8} {:>8}",
+        "kind", "emitted", "kept", "dropped"
+    );
     for (kind, c) in &m.counts {
         println!(
             "  {:<20} {:>8} {:>8} {:>8}",
@@ -247,7 +265,10 @@ fn print_report(r: &RunReport, json: bool) {
         println!("warning: {w}");
     }
     if r.dropped_log_lines > 0 {
-        println!("note: {} plugin log lines were dropped (limits.log_lines)", r.dropped_log_lines);
+        println!(
+            "note: {} plugin log lines were dropped (limits.log_lines)",
+            r.dropped_log_lines
+        );
     }
     println!("output: {}", r.output_dir.display());
 }
@@ -288,9 +309,16 @@ async fn plugins_list(dir: Option<PathBuf>, json: bool, no_cache: bool) -> i32 {
 
 fn print_listings(dir: &Path, listings: &[run::PluginListing]) {
     println!("plugins in {}:", dir.display());
-    println!("  {:<16} {:<10} {:<6} {:<14} file", "name", "version", "wit", "sha256");
+    println!(
+        "  {:<16} {:<10} {:<6} {:<14} file",
+        "name", "version", "wit", "sha256"
+    );
     for l in listings {
-        let file = l.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let file = l
+            .file
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
         match (&l.description, &l.error) {
             (Some(d), _) => println!(
                 "  {:<16} {:<10} {:<6} {:<14} {}",

@@ -52,7 +52,8 @@ impl RunObserver for TerminalProgress {
 
     fn plugin_log(&self, level: LogLevel, message: &str) {
         if level >= LogLevel::Info {
-            self.bar.println(format!("plugin {}: {message}", level_name(level)));
+            self.bar
+                .println(format!("plugin {}: {message}", level_name(level)));
         }
     }
 }
@@ -91,7 +92,9 @@ impl RunObserver for PlainProgress {
         if self.quiet {
             return;
         }
-        let Ok(mut last) = self.last.lock() else { return };
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
         let finished = total == Some(done);
         if !finished && last.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
             return;

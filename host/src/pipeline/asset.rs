@@ -106,7 +106,10 @@ impl FromStr for AssetKind {
             .find(|k| k.as_str() == norm)
             .ok_or_else(|| {
                 let known: Vec<&str> = AssetKind::ALL.iter().map(|k| k.as_str()).collect();
-                format!("unknown asset kind `{s}`; known kinds: {}", known.join(", "))
+                format!(
+                    "unknown asset kind `{s}`; known kinds: {}",
+                    known.join(", ")
+                )
             })
     }
 }
@@ -154,7 +157,10 @@ mod tests {
     fn qualified_names_quote_dots() {
         let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(qualified_name(&p(&["db", "main", "t"])), "db.main.t");
-        assert_eq!(qualified_name(&p(&["db", "a.b", "t\"x"])), "db.\"a.b\".t\"x\"");
+        assert_eq!(
+            qualified_name(&p(&["db", "a.b", "t\"x"])),
+            "db.\"a.b\".\"t\"\"x\""
+        );
         assert_eq!(qualified_name(&p(&["db", "a\"."])), "db.\"a\"\".\"");
     }
 }

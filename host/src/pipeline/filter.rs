@@ -143,8 +143,9 @@ impl Pattern {
             return Err("empty pattern".into());
         }
         if let Some(re) = source.strip_prefix("re:") {
-            let whole = Regex::new(&format!("^(?:{re})$"))
-                .map_err(|e| format!("pattern `{source}` is not a valid regular expression: {e}"))?;
+            let whole = Regex::new(&format!("^(?:{re})$")).map_err(|e| {
+                format!("pattern `{source}` is not a valid regular expression: {e}")
+            })?;
             return Ok(Pattern {
                 source: source.to_string(),
                 whole,
@@ -206,15 +207,22 @@ mod tests {
     #[test]
     fn empty_policy_keeps_everything() {
         let p = policy(&[], &[], &[]);
-        assert_eq!(p.decide(AssetKind::Table, &path("a.b.c")), Decision::KeptAll);
+        assert_eq!(
+            p.decide(AssetKind::Table, &path("a.b.c")),
+            Decision::KeptAll
+        );
     }
 
     #[test]
     fn glob_star_stays_in_one_segment() {
         let p = policy(&["shop.sales.*"], &[], &[]);
-        assert!(p.decide(AssetKind::Table, &path("shop.sales.orders")).keeps());
+        assert!(p
+            .decide(AssetKind::Table, &path("shop.sales.orders"))
+            .keeps());
         // descendants of an included table are kept
-        assert!(p.decide(AssetKind::Column, &path("shop.sales.orders.id")).keeps());
+        assert!(p
+            .decide(AssetKind::Column, &path("shop.sales.orders.id"))
+            .keeps());
         // ancestors of what the glob can match are kept
         assert!(p.decide(AssetKind::Schema, &path("shop.sales")).keeps());
         assert!(p.decide(AssetKind::Database, &path("shop")).keeps());
@@ -229,7 +237,9 @@ mod tests {
     #[test]
     fn exclude_wins_and_covers_descendants() {
         let p = policy(&["shop.**"], &["shop.sales.tmp_*"], &[]);
-        assert!(p.decide(AssetKind::Table, &path("shop.sales.orders")).keeps());
+        assert!(p
+            .decide(AssetKind::Table, &path("shop.sales.orders"))
+            .keeps());
         assert_eq!(
             p.decide(AssetKind::Column, &path("shop.sales.tmp_x.id")),
             Decision::Excluded("shop.sales.tmp_*".into())

@@ -85,11 +85,13 @@ pub struct Timings {
 impl Manifest {
     /// Sums the per-kind counts.
     pub fn sum_counts(counts: &BTreeMap<String, KindCounts>) -> KindCounts {
-        counts.values().fold(KindCounts::default(), |acc, c| KindCounts {
-            emitted: acc.emitted + c.emitted,
-            kept: acc.kept + c.kept,
-            dropped_filter: acc.dropped_filter + c.dropped_filter,
-            dropped_oversize: acc.dropped_oversize + c.dropped_oversize,
-        })
+        counts
+            .values()
+            .fold(KindCounts::default(), |acc, c| KindCounts {
+                emitted: acc.emitted + c.emitted,
+                kept: acc.kept + c.kept,
+                dropped_filter: acc.dropped_filter + c.dropped_filter,
+                dropped_oversize: acc.dropped_oversize + c.dropped_oversize,
+            })
     }
 }

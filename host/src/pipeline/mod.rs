@@ -323,11 +323,15 @@ mod tests {
         let big = format!("{{\"x\":\"{}\"}}", "a".repeat(2000));
         p.accept(vec![asset(AssetKind::Table, "db.s.big", &big)])
             .unwrap();
-        p.accept(vec![asset(AssetKind::Table, "db.s.t", "{}")]).unwrap();
+        p.accept(vec![asset(AssetKind::Table, "db.s.t", "{}")])
+            .unwrap();
         let e = p
             .accept(vec![asset(AssetKind::Table, "db.s.u", "{}")])
             .unwrap_err();
-        assert!(matches!(e, PipelineError::Limit(LimitExceeded::Output(_))), "{e}");
+        assert!(
+            matches!(e, PipelineError::Limit(LimitExceeded::Output(_))),
+            "{e}"
+        );
         let out = p.finish().unwrap();
         assert_eq!(out.counts["table"].dropped_oversize, 1);
         assert_eq!(out.counts["table"].kept, 1);

@@ -152,7 +152,8 @@ impl Runtime {
                 path: path.to_path_buf(),
                 reason: first_line(&e),
             })?;
-        let wit_version = wit_version_of(&component, &self.engine).unwrap_or_else(|| "0.1.0".into());
+        let wit_version =
+            wit_version_of(&component, &self.engine).unwrap_or_else(|| "0.1.0".into());
         if !bindings::SUPPORTED_WIT_VERSIONS.contains(&wit_version.as_str()) {
             return Err(LoadError::WitVersion {
                 path: path.to_path_buf(),
@@ -164,7 +165,10 @@ impl Runtime {
             path: path.to_path_buf(),
             reason: format!("{e:#}"),
         };
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(not_connector)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(not_connector)?;
         let pre = ConnectorPre::new(instance_pre).map_err(not_connector)?;
         Ok(LoadedPlugin {
             path: path.to_path_buf(),

@@ -94,7 +94,10 @@ impl RunState {
 
     /// The plugin's captured stdout and stderr.
     pub fn captured_output(&self) -> (Vec<u8>, Vec<u8>) {
-        (self.stdout.contents().to_vec(), self.stderr.contents().to_vec())
+        (
+            self.stdout.contents().to_vec(),
+            self.stderr.contents().to_vec(),
+        )
     }
 }
 

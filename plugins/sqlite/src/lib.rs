@@ -98,7 +98,11 @@ impl Connector for Sqlite {
 
         let schema = "main";
         if scope.wants(AssetKind::Database) {
-            out.emit(AssetKind::Database, [&db_name], json!({ "engine": "sqlite" }))?;
+            out.emit(
+                AssetKind::Database,
+                [&db_name],
+                json!({ "engine": "sqlite" }),
+            )?;
         }
         if scope.wants(AssetKind::Schema) {
             out.emit(AssetKind::Schema, [&db_name, schema], json!({}))?;
@@ -193,7 +197,11 @@ fn emit_foreign_keys(
         let same = matches!(&current, Some((t, i, _)) if *t == table && *i == id);
         if !same {
             if let Some((t, i, attrs)) = current.take() {
-                out.emit(AssetKind::ForeignKey, [db, schema, &t, &format!("fk{i}")], attrs)?;
+                out.emit(
+                    AssetKind::ForeignKey,
+                    [db, schema, &t, &format!("fk{i}")],
+                    attrs,
+                )?;
             }
             current = Some((
                 table.clone(),
@@ -216,7 +224,11 @@ fn emit_foreign_keys(
         }
     }
     if let Some((t, i, attrs)) = current.take() {
-        out.emit(AssetKind::ForeignKey, [db, schema, &t, &format!("fk{i}")], attrs)?;
+        out.emit(
+            AssetKind::ForeignKey,
+            [db, schema, &t, &format!("fk{i}")],
+            attrs,
+        )?;
     }
     Ok(())
 }

@@ -85,7 +85,9 @@ impl SqlPolicy {
     /// Resolves and checks a SQLite path: it must exist and lie inside an allowed directory.
     pub fn check_sqlite_path(&self, address: &str) -> Result<PathBuf, SqlError> {
         if address.is_empty() || address.contains('\0') {
-            return Err(SqlError::InvalidConfig("empty or malformed SQLite path".into()));
+            return Err(SqlError::InvalidConfig(
+                "empty or malformed SQLite path".into(),
+            ));
         }
         if address.starts_with("file:") || address == ":memory:" {
             return Err(SqlError::Denied(format!(

@@ -53,7 +53,10 @@ impl SqliteDb {
     pub fn open(path: &Path) -> Result<Self, SqlError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(|e| {
-            SqlError::Unavailable(format!("cannot open SQLite database {}: {e}", path.display()))
+            SqlError::Unavailable(format!(
+                "cannot open SQLite database {}: {e}",
+                path.display()
+            ))
         })?;
         conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0);
         conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES);
@@ -73,7 +76,10 @@ impl SqliteDb {
         // plugin's first query.
         conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
             .map_err(|e| {
-                SqlError::Source(format!("{} is not a readable SQLite database: {e}", path.display()))
+                SqlError::Source(format!(
+                    "{} is not a readable SQLite database: {e}",
+                    path.display()
+                ))
             })?;
         Ok(SqliteDb {
             conn: Arc::new(Mutex::new(conn)),
@@ -120,15 +126,16 @@ fn run(
         let denied = match &e {
             rusqlite::Error::SqliteFailure(f, m) => {
                 f.code == rusqlite::ErrorCode::AuthorizationForStatementDenied
-                    || m.as_deref().is_some_and(|m| m.starts_with("not authorized"))
+                    || m.as_deref()
+                        .is_some_and(|m| m.starts_with("not authorized"))
             }
             rusqlite::Error::SqlInputError { msg, .. } => msg.starts_with("not authorized"),
             _ => false,
         };
         match e {
-            _ if denied => SqlError::Denied(format!(
-                "statement not allowed on a read-only source: {e}"
-            )),
+            _ if denied => {
+                SqlError::Denied(format!("statement not allowed on a read-only source: {e}"))
+            }
             rusqlite::Error::SqliteFailure(f, _)
                 if f.code == rusqlite::ErrorCode::OperationInterrupted =>
             {
@@ -149,7 +156,12 @@ fn run(
     let columns: Vec<(String, String)> = stmt
         .columns()
         .iter()
-        .map(|c| (c.name().to_string(), c.decl_type().unwrap_or("").to_string()))
+        .map(|c| {
+            (
+                c.name().to_string(),
+                c.decl_type().unwrap_or("").to_string(),
+            )
+        })
         .collect();
     let bound: Vec<rusqlite::types::Value> = params.iter().map(to_sqlite).collect();
     let mut rows = stmt
@@ -194,8 +206,13 @@ fn authorize(ctx: AuthContext<'_>) -> Authorization {
             let name = pragma_name.to_ascii_lowercase();
             let takes_argument = matches!(
                 name.as_str(),
-                "table_info" | "table_xinfo" | "index_list" | "index_info" | "index_xinfo"
-                    | "foreign_key_list" | "table_list"
+                "table_info"
+                    | "table_xinfo"
+                    | "index_list"
+                    | "index_info"
+                    | "index_xinfo"
+                    | "foreign_key_list"
+                    | "table_list"
             );
             if READ_PRAGMAS.contains(&name.as_str()) && (pragma_value.is_none() || takes_argument) {
                 Authorization::Allow

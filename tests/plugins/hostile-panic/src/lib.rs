@@ -16,7 +16,11 @@ impl Connector for Panic {
         out.emit(AssetKind::Database, ["db"], json!({}))?;
         out.emit(AssetKind::Schema, ["db", "main"], json!({}))?;
         for i in 0..50 {
-            out.emit(AssetKind::Table, ["db", "main", &format!("t{i}")], json!({}))?;
+            out.emit(
+                AssetKind::Table,
+                ["db", "main", &format!("t{i}")],
+                json!({}),
+            )?;
         }
         out.flush()?;
         panic!("boom after 52 assets");
