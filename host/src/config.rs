@@ -43,6 +43,13 @@ pub struct SourceConfig {
     /// Several database names (`["*"]` for all), for engines that have several per server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub databases: Option<Vec<String>>,
+    /// GUID of the credential the host logs in with; the plugin sees it only as the slot
+    /// `source`. Never a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// TLS settings for network sources (`mode`, `ca_file`, `allow_cleartext_password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::capabilities::sql::TlsSettings>,
     /// Directories in which the host may open SQLite files (relative to the config file).
     /// Defaults to the directory of `database`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +109,8 @@ pub struct LoadedConfig {
     pub config: WorkflowConfig,
     /// The directory of the config file.
     pub base_dir: PathBuf,
+    /// The stored workflow's id, when the config came from the state store.
+    pub workflow_id: Option<String>,
 }
 
 impl WorkflowConfig {
@@ -144,7 +153,11 @@ impl LoadedConfig {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
-        Ok(LoadedConfig { config, base_dir })
+        Ok(LoadedConfig {
+            config,
+            base_dir,
+            workflow_id: None,
+        })
     }
 
     /// Resolves a config-relative path.

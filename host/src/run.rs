@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::capabilities::credentials::CredentialSlots;
 use crate::capabilities::log::{clean_line, LogLevel, PluginLog};
+use crate::capabilities::sql::login::SqlLogin;
 use crate::capabilities::sql::SqlPolicy;
 use crate::config::{ConfigError, LoadedConfig, SinkConfig};
 use crate::pipeline::filter::FilterPolicy;
@@ -80,6 +81,9 @@ pub enum RunError {
     /// The runtime could not start.
     #[error("runtime error: {0}")]
     Runtime(String),
+    /// The workflow's credential cannot be used (revoked, unknown backend, ...).
+    #[error("credential: {0}")]
+    Credential(String),
 }
 
 impl RunError {
@@ -109,6 +113,7 @@ impl RunError {
             RunError::InvalidOutput(_) => "invalid-output",
             RunError::Output(_) => "output",
             RunError::Runtime(_) => "runtime",
+            RunError::Credential(_) => "credential",
         }
     }
 }
@@ -255,16 +260,120 @@ fn plugin_config_json(cfg: &LoadedConfig) -> String {
     serde_json::Value::Object(map).to_string()
 }
 
-/// Runs a workflow configuration end to end.
+/// Runs a workflow configuration end to end, without credentials.
 pub async fn run_workflow(
     runtime: &Runtime,
     cfg: &LoadedConfig,
     plugins: &PluginDir,
     observer: Arc<dyn RunObserver>,
 ) -> Result<RunReport, RunError> {
+    run_workflow_in(runtime, cfg, plugins, observer, None).await
+}
+
+/// Runs a workflow configuration end to end; credentials are resolved from `home`.
+pub async fn run_workflow_in(
+    runtime: &Runtime,
+    cfg: &LoadedConfig,
+    plugins: &PluginDir,
+    observer: Arc<dyn RunObserver>,
+    home: Option<&crate::home::Home>,
+) -> Result<RunReport, RunError> {
+    let run_id = uuid::Uuid::now_v7().to_string();
+    if let Some(home) = home {
+        if let Err(e) = home
+            .state()
+            .run_started(&run_id, cfg.workflow_id.as_deref())
+        {
+            tracing::warn!("cannot record run start: {e}");
+        }
+    }
+    let result = run_inner(runtime, cfg, plugins, observer, home, &run_id).await;
+    if let Some(home) = home {
+        let (status, output, error) = match &result {
+            Ok(r) => ("complete", Some(r.output_dir.display().to_string()), None),
+            Err(e) => ("failed", None, Some(redacted(&e.to_string()))),
+        };
+        if let Err(e) =
+            home.state()
+                .run_finished(&run_id, status, output.as_deref(), error.as_deref())
+        {
+            tracing::warn!("cannot record run end: {e}");
+        }
+    }
+    result
+}
+
+/// Passes text through the process-wide redactor.
+pub fn redacted(text: &str) -> String {
+    crate::secrets::redact::Redactor::global()
+        .redact(text)
+        .into_owned()
+}
+
+/// Binds the workflow's credential to the slot `source` and prepares network logins.
+fn credentials_for(
+    cfg: &LoadedConfig,
+    limits: &Limits,
+    home: Option<&crate::home::Home>,
+    audit: crate::state::RunAudit,
+) -> Result<(CredentialSlots, Option<SqlLogin>), RunError> {
+    let source = &cfg.config.source;
+    let Some(guid) = &source.credential else {
+        return Ok((CredentialSlots::default(), None));
+    };
+    let Some(home) = home else {
+        return Err(RunError::Config(ConfigError::Invalid(
+            "source.credential is set but no airlock home is open (use `airlock run`, which opens $AIRLOCK_HOME)".into(),
+        )));
+    };
+    let record = home
+        .state()
+        .credential(guid)
+        .map_err(|e| RunError::Config(ConfigError::Invalid(format!("source.credential: {e}"))))?;
+    if let Some(at) = &record.revoked_at {
+        let message = format!(
+            "credential {guid} was revoked at {at}; bind another credential to the workflow"
+        );
+        audit.record(
+            "resolve",
+            "denied",
+            Some(guid),
+            source.endpoint.as_deref(),
+            Some(&message),
+        );
+        return Err(RunError::Credential(message));
+    }
+    let mut slots = CredentialSlots::default();
+    slots.bind("source", record).map_err(RunError::Credential)?;
+    let mut databases: Vec<String> = source.database.iter().cloned().collect();
+    databases.extend(source.databases.iter().flatten().cloned());
+    let mut tls = source.tls.clone().unwrap_or_default();
+    if let Some(ca) = &tls.ca_file {
+        tls.ca_file = Some(cfg.resolve(&ca.to_string_lossy()));
+    }
+    let login = SqlLogin {
+        endpoint: source.endpoint.clone(),
+        databases,
+        tls,
+        connect_timeout: Duration::from_secs(limits.query_timeout_s.min(30)),
+        stores: home.stores().clone(),
+        state: Some(home.state().clone()),
+        audit,
+    };
+    Ok((slots, Some(login)))
+}
+
+async fn run_inner(
+    runtime: &Runtime,
+    cfg: &LoadedConfig,
+    plugins: &PluginDir,
+    observer: Arc<dyn RunObserver>,
+    home: Option<&crate::home::Home>,
+    run_id: &str,
+) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let run_id = uuid::Uuid::now_v7().to_string();
+    let run_id = run_id.to_string();
     let config = &cfg.config;
     let limits = config.limits.clone();
     let policy =
@@ -275,6 +384,13 @@ pub async fn run_workflow(
     let plugin_path = resolve_plugin(&config.source.plugin, &cfg.base_dir, plugins)?;
     let plugin = runtime.load_plugin(&plugin_path)?;
     let load_ms = started.elapsed().as_millis() as u64;
+    let audit = crate::state::RunAudit::new(
+        home.map(|h| h.state().clone()),
+        &run_id,
+        cfg.workflow_id.as_deref(),
+        Some(&plugin.sha256),
+    );
+    let (slots, login) = credentials_for(cfg, &limits, home, audit)?;
 
     let SinkConfig::Local { dir } = &config.sink;
     let sink = LocalSink::new(cfg.resolve(dir));
@@ -286,10 +402,11 @@ pub async fn run_workflow(
     let state = RunState::new(
         &limits,
         sql,
-        CredentialSlots::default(),
+        slots,
         Some(pipeline),
         PluginLog::new(observer.clone(), limits.log_lines),
-    );
+    )
+    .with_login(login);
     let mut store = runtime.new_store(state);
 
     observer.phase(Phase::Extracting);
@@ -325,7 +442,7 @@ pub async fn run_workflow(
         Ok(Ok((_, ExtractOutcome::PluginError { kind, message }))) => {
             return Err(RunError::PluginFailed {
                 kind: kind.to_string(),
-                message: clean_line(&message),
+                message: redacted(&clean_line(&message)),
             })
         }
         Ok(Ok((description, ExtractOutcome::Finished { warnings }))) => (description, warnings),
@@ -347,7 +464,7 @@ pub async fn run_workflow(
         PipelineError::Io(e) => RunError::Output(e.to_string()),
         other => RunError::InvalidOutput(other.to_string()),
     })?;
-    let mut all_warnings: Vec<String> = warnings.iter().map(|w| clean_line(w)).collect();
+    let mut all_warnings: Vec<String> = warnings.iter().map(|w| redacted(&clean_line(w))).collect();
     all_warnings.extend(output.warnings);
     let config_json_full = serde_json::to_vec(config).unwrap_or_default();
     let mut manifest = Manifest {
@@ -404,7 +521,10 @@ fn report_captured_output(store: &wasmtime::Store<RunState>, observer: &dyn RunO
     for (name, bytes) in [("stdout", out), ("stderr", err)] {
         for line in String::from_utf8_lossy(&bytes).lines().take(200) {
             if !line.trim().is_empty() {
-                observer.plugin_log(LogLevel::Debug, &format!("[{name}] {}", clean_line(line)));
+                observer.plugin_log(
+                    LogLevel::Debug,
+                    &redacted(&format!("[{name}] {}", clean_line(line))),
+                );
             }
         }
     }
@@ -444,7 +564,7 @@ fn classify_trap(e: &wasmtime::Error, state: &RunState) -> RunError {
         .filter(|l| !l.trim().is_empty())
         .map(clean_line)
         .collect();
-    let tail = tail[tail.len().saturating_sub(3)..].join(" | ");
+    let tail = redacted(&tail[tail.len().saturating_sub(3)..].join(" | "));
     if tail.is_empty() {
         RunError::PluginCrashed(what)
     } else {

@@ -1,6 +1,9 @@
 //! Test harness: locates the freshly built plugins, creates throwaway workspaces and runs
 //! workflows through the library exactly as the CLI does.
 
+pub mod mariadb;
+pub mod postgres;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -162,4 +165,48 @@ pub fn verify_run_dir(run_dir: &Path) -> serde_json::Value {
         "run directory holds exactly the listed files"
     );
     manifest
+}
+
+/// A credential home for tests: a state store and an embedded vault inside a workspace.
+/// `add_password` registers a password credential bound to `destinations` (`host:port`) and
+/// returns its GUID, for `credential = "<guid>"` in a config.
+pub struct Home {
+    inner: airlock::home::Home,
+}
+
+impl Home {
+    /// Opens (creating) a home in `dir`.
+    pub fn new(dir: &Path) -> Self {
+        Home {
+            inner: airlock::home::Home::open(&dir.join("airlock-home")).expect("home opens"),
+        }
+    }
+
+    /// Registers a password credential and returns its GUID.
+    pub fn add_password(&self, user: &str, password: &str, destinations: &[&str]) -> String {
+        self.inner
+            .add_password_credential(user, password, destinations)
+            .expect("credential added")
+    }
+
+    /// The library home.
+    pub fn inner(&self) -> &airlock::home::Home {
+        &self.inner
+    }
+}
+
+/// Runs a loaded config whose credentials live in `home`.
+pub async fn run_in(
+    runtime: &Runtime,
+    cfg: &LoadedConfig,
+    home: &Home,
+) -> Result<RunReport, RunError> {
+    run::run_workflow_in(
+        runtime,
+        cfg,
+        &PluginDir::single(plugin_dir()),
+        Arc::new(TracingObserver),
+        Some(&home.inner),
+    )
+    .await
 }

@@ -216,3 +216,35 @@ async fn two_plugins_run_concurrently_and_a_hostile_one_does_not_starve_the_othe
     let good = good.expect("the well-behaved plugin finishes");
     verify_run_dir(&good.output_dir);
 }
+
+#[tokio::test]
+async fn forged_and_dropped_credential_handles_are_refused() {
+    let rt = runtime();
+    for mode in ["forge", "after-drop"] {
+        let ws = Workspace::new();
+        empty_db(&ws);
+        let home = airlock_tests::Home::new(ws.path());
+        let guid = home.add_password("app", "Canary-forge-55", &["127.0.0.1:1"]);
+        let cfg = ws.config(&format!(
+            "[source]\nplugin = \"{}\"\nendpoint = \"127.0.0.1:1\"\ndatabase = \"postgres\"\ncredential = \"{guid}\"\n\n[source.options]\nmode = \"{mode}\"\n\n[sink]\nkind = \"local\"\ndir = \"out\"\n",
+            plugin("hostile-forge").display()
+        ));
+        let err = airlock_tests::run_in(&rt, &cfg, &home)
+            .await
+            .expect_err("a forged handle must not work");
+        assert_eq!(err.kind(), "plugin-crashed", "{mode}: {err}");
+        assert!(ws.out_entries().is_empty(), "{mode}: nothing published");
+        let audit = home
+            .inner()
+            .state()
+            .audit_entries(None, Some(&guid))
+            .unwrap();
+        assert!(
+            audit
+                .iter()
+                .all(|e| e.action != "login" && e.action != "resolve"),
+            "{mode}: the host never resolved the secret: {audit:?}"
+        );
+    }
+    assert_host_healthy(&rt).await;
+}

@@ -44,7 +44,9 @@ impl PluginLog {
             return;
         }
         self.lines += 1;
-        self.observer.plugin_log(level, &clean_line(message));
+        let line = clean_line(message);
+        let line = crate::secrets::redact::Redactor::global().redact(&line);
+        self.observer.plugin_log(level, &line);
     }
 
     /// Reports progress.

@@ -1,6 +1,7 @@
 //! The `airlock` command line: argument parsing and printing only; the work happens in the
 //! library.
 
+mod credentials;
 mod progress;
 
 use std::io::IsTerminal;
@@ -10,9 +11,11 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::LoadedConfig;
-use crate::run::{self, PluginDir, RunError, RunObserver, RunReport};
+use crate::home::Home;
+use crate::run::{self, redacted, PluginDir, RunError, RunObserver, RunReport};
 use crate::runtime::cache::ComponentCache;
 use crate::runtime::Runtime;
+use crate::secrets::redact::RedactingStderr;
 use progress::{PlainProgress, TerminalProgress};
 
 const EXIT_CODES: &str = "\
@@ -20,25 +23,40 @@ Exit codes:
   0  success
   1  the run failed (plugin error, crash or limit, output not writable); nothing was published
   2  usage or configuration error (bad arguments, config or plugin file)
+  130 interrupted (Ctrl-C); nothing was published
 
 Environment:
   AIRLOCK_PLUGIN_DIR  directory of installed plugins (<name>.wasm)
   AIRLOCK_CACHE_DIR   directory of the compiled-component cache
-  AIRLOCK_LOG         log filter, e.g. `info` or `airlock=debug` (default: warn)";
+  AIRLOCK_LOG         log filter, e.g. `info` or `airlock=debug` (default: warn)
+  AIRLOCK_HOME        state store and embedded vault (default: ~/.local/share/airlock)
+  AIRLOCK_VAULT_KEY_FILE  the vault key (default: <home>/vault.key, created 0600)";
 
 /// airlock runs sandboxed connector plugins that extract metadata, filters what they emit and
 /// publishes it whole or not at all. Plugins never see a secret, a file or a socket.
 #[derive(Debug, Parser)]
 #[command(name = "airlock", version, after_help = EXIT_CODES, max_term_width = 100)]
 pub struct Cli {
+    /// The airlock home: state store and embedded vault [default: $AIRLOCK_HOME, else
+    /// ~/.local/share/airlock].
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a workflow from a TOML config file.
+    /// Run a workflow: a stored one by id (`--workflow`) or a TOML config file (`--config`).
     Run(RunArgs),
+    /// Manage credentials: secrets live in the vault, workflows name them by GUID.
+    #[command(subcommand)]
+    Credential(credentials::CredentialCommand),
+    /// Manage stored workflows.
+    #[command(subcommand)]
+    Workflow(credentials::WorkflowCommand),
+    /// List audit entries (resolutions, logins, denials, rotations, revocations).
+    Audit(credentials::AuditArgs),
     /// Inspect plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
@@ -61,10 +79,14 @@ struct CommonRunArgs {
 }
 
 #[derive(Debug, Args)]
+#[group(required = true, multiple = false, id = "what")]
 struct RunArgs {
     /// Workflow config file (TOML). Unknown keys are errors.
-    #[arg(long, short, value_name = "FILE")]
-    config: PathBuf,
+    #[arg(long, short, value_name = "FILE", group = "what")]
+    config: Option<PathBuf>,
+    /// Id of a stored workflow (`airlock workflow create`): the trigger's only input.
+    #[arg(long, short, value_name = "ID", group = "what")]
+    workflow: Option<String>,
     #[command(flatten)]
     common: CommonRunArgs,
 }
@@ -104,11 +126,12 @@ pub async fn main() -> i32 {
         }
     };
     init_tracing();
+    let home_dir = cli.home.clone().unwrap_or_else(Home::default_dir);
     match cli.command {
-        Command::Run(args) => match LoadedConfig::load(&args.config) {
-            Ok(cfg) => run_and_report(&cfg, &args.common).await,
-            Err(e) => fail(&RunError::Config(e), args.common.json),
-        },
+        Command::Run(args) => run_command(&args, &home_dir).await,
+        Command::Credential(c) => credentials::credential(c, &home_dir).await,
+        Command::Workflow(c) => credentials::workflow(c, &home_dir),
+        Command::Audit(a) => credentials::audit(a, &home_dir),
         Command::Demo(args) => demo(&args).await,
         Command::Plugins(PluginsCommand::List {
             dir,
@@ -118,12 +141,59 @@ pub async fn main() -> i32 {
     }
 }
 
+/// Opens the home, or explains why not (exit code 2).
+pub(crate) fn open_home(dir: &Path) -> Result<Home, i32> {
+    Home::open(dir).map_err(|e| {
+        eprintln!("error: {}", redacted(&e.to_string()));
+        2
+    })
+}
+
+async fn run_command(args: &RunArgs, home_dir: &Path) -> i32 {
+    let json = args.common.json;
+    let cfg = match (&args.config, &args.workflow) {
+        (Some(path), _) => match LoadedConfig::load(path) {
+            Ok(cfg) => cfg,
+            Err(e) => return fail(&RunError::Config(e), json),
+        },
+        (None, Some(id)) => {
+            let home = match open_home(home_dir) {
+                Ok(h) => h,
+                Err(code) => return code,
+            };
+            match home.load_workflow(id) {
+                Ok(cfg) => return run_and_report(&cfg, &args.common, Some(&home)).await,
+                Err(e) => {
+                    return fail(
+                        &RunError::Config(crate::config::ConfigError::Invalid(e.to_string())),
+                        json,
+                    )
+                }
+            }
+        }
+        (None, None) => {
+            eprintln!("error: pass --config FILE or --workflow ID");
+            return 2;
+        }
+    };
+    // Only a config that names a credential needs the home (state store and vault).
+    if cfg.config.source.credential.is_some() {
+        let home = match open_home(home_dir) {
+            Ok(h) => h,
+            Err(code) => return code,
+        };
+        run_and_report(&cfg, &args.common, Some(&home)).await
+    } else {
+        run_and_report(&cfg, &args.common, None).await
+    }
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(RedactingStderr)
         .with_target(false)
         .try_init();
 }
@@ -152,19 +222,23 @@ fn observer(json: bool) -> Arc<dyn RunObserver> {
     }
 }
 
-async fn run_and_report(cfg: &LoadedConfig, args: &CommonRunArgs) -> i32 {
+async fn run_and_report(cfg: &LoadedConfig, args: &CommonRunArgs, home: Option<&Home>) -> i32 {
     let runtime = match runtime(args.no_cache) {
         Ok(r) => r,
         Err(e) => return fail(&e, args.json),
     };
     let observer = observer(args.json);
-    let result = run::run_workflow(
-        &runtime,
-        cfg,
-        &plugin_dir(&args.plugin_dir),
-        observer.clone(),
-    )
-    .await;
+    let plugins = plugin_dir(&args.plugin_dir);
+    // On Ctrl-C the run future is dropped, which removes its staging directory: an interrupted
+    // run publishes nothing and leaves nothing behind.
+    let result = tokio::select! {
+        r = run::run_workflow_in(&runtime, cfg, &plugins, observer.clone(), home) => r,
+        _ = tokio::signal::ctrl_c() => {
+            drop(observer);
+            eprintln!("interrupted: nothing was published");
+            return 130;
+        }
+    };
     drop(observer);
     match result {
         Ok(report) => {
@@ -195,21 +269,22 @@ async fn demo(args: &DemoArgs) -> i32 {
         );
     }
     match LoadedConfig::load(&config) {
-        Ok(cfg) => run_and_report(&cfg, &args.common).await,
+        Ok(cfg) => run_and_report(&cfg, &args.common, None).await,
         Err(e) => fail(&RunError::Config(e), args.common.json),
     }
 }
 
 fn fail(e: &RunError, json: bool) -> i32 {
+    let message = redacted(&e.to_string());
     if json {
         let v = serde_json::json!({
             "status": "failed",
-            "error": { "kind": e.kind(), "message": e.to_string() },
+            "error": { "kind": e.kind(), "message": message },
             "exit_code": e.exit_code(),
         });
         println!("{v}");
     }
-    eprintln!("error: {e}");
+    eprintln!("error: {message}");
     if e.exit_code() == 1 {
         eprintln!("nothing was published");
     }

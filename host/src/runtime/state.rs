@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::limits::{LimitExceeded, Limits, RunLimiter};
 use crate::capabilities::credentials::CredentialSlots;
 use crate::capabilities::log::PluginLog;
+use crate::capabilities::sql::login::SqlLogin;
 use crate::capabilities::sql::SqlPolicy;
 use crate::pipeline::{Pipeline, PipelineError};
 
@@ -30,6 +31,8 @@ pub struct RunState {
     pub(crate) wasi: WasiCtx,
     pub(crate) limiter: RunLimiter,
     pub(crate) sql: SqlPolicy,
+    /// Logging in to network SQL sources; `None` when the workflow binds no credential.
+    pub(crate) login: Option<SqlLogin>,
     pub(crate) credentials: CredentialSlots,
     /// `None` while only describing a plugin: emitting is then refused.
     pub(crate) pipeline: Option<Pipeline>,
@@ -71,6 +74,7 @@ impl RunState {
             wasi,
             limiter: RunLimiter::new(limits),
             sql,
+            login: None,
             credentials,
             pipeline,
             log,
@@ -84,6 +88,12 @@ impl RunState {
             stdout,
             stderr,
         }
+    }
+
+    /// Enables network SQL logins for this run.
+    pub fn with_login(mut self, login: Option<SqlLogin>) -> Self {
+        self.login = login;
+        self
     }
 
     /// Records a failure and turns it into the error that traps the guest.

@@ -7,6 +7,7 @@ use super::bindings::v0_1_0::airlock::connector::{credentials, emit, log, sql, t
 use super::state::{HostFailure, RunState};
 use crate::capabilities::credentials::{CredentialHandle, CredentialKind};
 use crate::capabilities::log::LogLevel;
+use crate::capabilities::sql::login::{redact_error, NetworkDriver};
 use crate::capabilities::sql::{DbValue, SqlConnection, SqlError, SqlRows};
 use crate::pipeline::asset::AssetKind;
 use crate::pipeline::{EmittedAsset, PipelineError};
@@ -49,7 +50,8 @@ impl credentials::HostCredential for RunState {
 }
 
 fn wit_error(e: SqlError) -> types::Error {
-    match e {
+    // Driver messages are sanitized already; redaction is the second line of defence.
+    match redact_error(e) {
         SqlError::InvalidConfig(m) => types::Error::InvalidConfig(m),
         SqlError::Denied(m) => types::Error::Denied(m),
         SqlError::Unavailable(m) => types::Error::Unavailable(m),
@@ -102,9 +104,37 @@ impl sql::Host for RunState {
                 }
             }
             sql::Driver::Postgres | sql::Driver::Mysql => {
-                return Ok(Err(types::Error::Denied(
-                    "this workflow binds no credential for network SQL sources".into(),
-                )))
+                let driver = if matches!(target.driver, sql::Driver::Postgres) {
+                    NetworkDriver::Postgres
+                } else {
+                    NetworkDriver::Mysql
+                };
+                let Some(c) = &cred else {
+                    return Ok(Err(types::Error::Denied(
+                        "a network source needs a credential handle (credentials.get(\"source\"))"
+                            .into(),
+                    )));
+                };
+                let slot = self.table.get(c)?.slot.clone();
+                let (Some(binding), Some(login)) =
+                    (self.credentials.binding(&slot).cloned(), self.login.clone())
+                else {
+                    return Ok(Err(types::Error::Denied(format!(
+                        "no credential is bound to slot `{slot}`"
+                    ))));
+                };
+                match login
+                    .open(
+                        &binding,
+                        driver,
+                        &target.address,
+                        target.database.as_deref(),
+                    )
+                    .await
+                {
+                    Ok(conn) => conn,
+                    Err(e) => return Ok(Err(wit_error(e))),
+                }
             }
         };
         Ok(Ok(self.table.push(conn)?))
@@ -154,12 +184,15 @@ impl sql::HostRows for RunState {
     ) -> WitResult<Option<Vec<Vec<sql::SqlValue>>>> {
         let call_bytes = self.call_bytes;
         let rows = self.table.get_mut(&this)?;
-        Ok(Ok(rows.next_batch(max, call_bytes).map(|batch| {
-            batch
-                .into_iter()
-                .map(|row| row.into_iter().map(to_wit_value).collect())
-                .collect()
-        })))
+        Ok(match rows.next_batch(max, call_bytes).await {
+            Ok(batch) => Ok(batch.map(|batch| {
+                batch
+                    .into_iter()
+                    .map(|row| row.into_iter().map(to_wit_value).collect())
+                    .collect()
+            })),
+            Err(e) => Err(wit_error(e)),
+        })
     }
 
     async fn drop(&mut self, this: Resource<SqlRows>) -> wasmtime::Result<()> {

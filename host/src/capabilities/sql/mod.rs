@@ -1,5 +1,8 @@
 //! The `sql` capability: connections the host opens for a plugin, checked against the workflow.
 
+pub mod login;
+pub mod mysql;
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::VecDeque;
@@ -70,13 +73,82 @@ pub struct SqlPolicy {
 /// A connection resource as the plugin holds it.
 pub enum SqlConnection {
     Sqlite(SqliteDb),
+    /// A MySQL or MariaDB session (rows are streamed).
+    Mysql(mysql::MysqlDb),
+    /// A PostgreSQL session (rows are streamed).
+    Postgres(postgres::PgDb),
 }
 
-/// A query's rows, handed out in batches.
-pub struct SqlRows {
-    pub columns: Vec<(String, String)>,
-    pub rows: VecDeque<Vec<DbValue>>,
+/// How a network driver protects the connection (libpq's `sslmode` names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// No TLS. The password would cross the network unprotected: refused unless
+    /// `allow_cleartext_password` is set.
+    Disable,
+    /// TLS without certificate verification (protects against passive eavesdropping only).
+    Require,
+    /// TLS; the certificate must chain to a trusted CA; the host name is not checked.
+    VerifyCa,
+    /// TLS; the certificate must chain to a trusted CA and match the host name.
+    #[default]
+    VerifyFull,
 }
+
+/// TLS settings of a network SQL endpoint (the `tls` table of `[source]`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The mode; `verify-full` by default.
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// A PEM file of CA certificates trusted in addition to the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Allow logging in without TLS (`mode = "disable"`), sending the password unprotected.
+    #[serde(default)]
+    pub allow_cleartext_password: bool,
+}
+
+/// What a network driver needs to log in. Built by the host from the workflow and the
+/// resolved credential; the password is zeroized when this is dropped.
+pub struct ConnectParams {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Database to connect to, when the engine has several.
+    pub database: Option<String>,
+    /// User name.
+    pub user: String,
+    /// The password.
+    pub password: crate::secrets::SecretString,
+    /// TLS settings, with `ca_file` already resolved to an absolute path.
+    pub tls: TlsSettings,
+    /// Timeout of connecting and logging in.
+    pub connect_timeout: Duration,
+}
+
+/// A query's rows, handed out in batches: either buffered (SQLite) or streamed from a driver
+/// task through a bounded channel (network drivers), so memory stays flat however many rows a
+/// catalog query returns. Dropping it cancels the stream.
+pub struct SqlRows {
+    /// Column names and declared types.
+    pub columns: Vec<(String, String)>,
+    source: RowSource,
+}
+
+enum RowSource {
+    Buffered(VecDeque<Vec<DbValue>>),
+    Streamed {
+        rx: tokio::sync::mpsc::Receiver<Result<Vec<DbValue>, SqlError>>,
+        held: Option<Vec<DbValue>>,
+        done: bool,
+    },
+}
+
+/// Rows a streaming driver may buffer ahead of the plugin.
+pub const STREAM_BUFFER_ROWS: usize = 4096;
 
 /// Maximum statement length a plugin may send.
 const MAX_STATEMENT_BYTES: usize = 1 << 20;
@@ -175,38 +247,96 @@ impl SqlConnection {
     ) -> Result<SqlRows, SqlError> {
         policy.check_statement(&statement)?;
         let result = match self {
+            SqlConnection::Mysql(db) => {
+                return db.query(statement, params, policy.query_timeout).await;
+            }
+            SqlConnection::Postgres(db) => {
+                return db.query(statement, params, policy.query_timeout).await;
+            }
             SqlConnection::Sqlite(db) => {
                 db.query(statement, params, policy.query_timeout, policy.result_bytes)
                     .await?
             }
         };
-        Ok(SqlRows {
-            columns: result.columns,
-            rows: result.rows.into(),
-        })
+        Ok(SqlRows::buffered(result.columns, result.rows))
     }
 }
 
 impl SqlRows {
-    /// Takes up to `max` rows, and fewer when they would exceed `max_bytes` (at least one).
-    pub fn next_batch(&mut self, max: u32, max_bytes: usize) -> Option<Vec<Vec<DbValue>>> {
-        if self.rows.is_empty() {
-            return None;
+    /// Rows already in memory.
+    pub fn buffered(columns: Vec<(String, String)>, rows: Vec<Vec<DbValue>>) -> Self {
+        SqlRows {
+            columns,
+            source: RowSource::Buffered(rows.into()),
         }
+    }
+
+    /// Rows a driver task sends through `rx` (created with capacity [`STREAM_BUFFER_ROWS`]).
+    pub fn streamed(
+        columns: Vec<(String, String)>,
+        rx: tokio::sync::mpsc::Receiver<Result<Vec<DbValue>, SqlError>>,
+    ) -> Self {
+        SqlRows {
+            columns,
+            source: RowSource::Streamed {
+                rx,
+                held: None,
+                done: false,
+            },
+        }
+    }
+
+    /// Takes up to `max` rows, and fewer when they would exceed `max_bytes` (at least one);
+    /// `None` once the rows are exhausted.
+    pub async fn next_batch(
+        &mut self,
+        max: u32,
+        max_bytes: usize,
+    ) -> Result<Option<Vec<Vec<DbValue>>>, SqlError> {
         let max = max.clamp(1, 10_000) as usize;
-        let mut out = Vec::new();
+        let mut out: Vec<Vec<DbValue>> = Vec::new();
         let mut bytes = 0;
-        while out.len() < max {
-            let Some(next) = self.rows.front() else { break };
-            let size: usize = next.iter().map(DbValue::size).sum();
-            if !out.is_empty() && bytes + size > max_bytes {
-                break;
+        match &mut self.source {
+            RowSource::Buffered(rows) => {
+                while out.len() < max {
+                    let Some(next) = rows.front() else { break };
+                    let size: usize = next.iter().map(DbValue::size).sum();
+                    if !out.is_empty() && bytes + size > max_bytes {
+                        break;
+                    }
+                    bytes += size;
+                    if let Some(row) = rows.pop_front() {
+                        out.push(row);
+                    }
+                }
             }
-            bytes += size;
-            if let Some(row) = self.rows.pop_front() {
-                out.push(row);
+            RowSource::Streamed { rx, held, done } => {
+                while out.len() < max {
+                    let row = match held.take() {
+                        Some(r) => r,
+                        None if *done => break,
+                        None => match rx.recv().await {
+                            Some(Ok(r)) => r,
+                            Some(Err(e)) => {
+                                *done = true;
+                                return Err(e);
+                            }
+                            None => {
+                                *done = true;
+                                break;
+                            }
+                        },
+                    };
+                    let size: usize = row.iter().map(DbValue::size).sum();
+                    if !out.is_empty() && bytes + size > max_bytes {
+                        *held = Some(row);
+                        break;
+                    }
+                    bytes += size;
+                    out.push(row);
+                }
             }
         }
-        Some(out)
+        Ok(if out.is_empty() { None } else { Some(out) })
     }
 }

@@ -1,0 +1,266 @@
+//! Logging in to network SQL sources on a plugin's behalf. The host checks that the endpoint is
+//! declared by the workflow *and* bound to the credential, resolves the secret just in time,
+//! logs in, and lets the secret go (it is zeroized with the connect parameters). Every
+//! resolution, login and denial is audited.
+
+use std::time::Duration;
+
+use super::{ConnectParams, SqlConnection, SqlError, TlsSettings};
+use crate::capabilities::credentials::CredentialBinding;
+use crate::home::{destination_matches, parse_destination};
+use crate::secrets::redact::Redactor;
+use crate::secrets::SecretStores;
+use crate::state::{RunAudit, StateStore};
+
+/// Network SQL engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkDriver {
+    Postgres,
+    Mysql,
+}
+
+impl NetworkDriver {
+    fn name(self) -> &'static str {
+        match self {
+            NetworkDriver::Postgres => "postgres",
+            NetworkDriver::Mysql => "mysql",
+        }
+    }
+}
+
+/// What the host needs to log in for one run.
+#[derive(Clone)]
+pub struct SqlLogin {
+    /// The workflow's declared endpoint (`source.endpoint`).
+    pub endpoint: Option<String>,
+    /// Databases the workflow declares (`source.database` / `source.databases`; `*` = any).
+    pub databases: Vec<String>,
+    /// TLS settings, `ca_file` resolved.
+    pub tls: TlsSettings,
+    /// Connect and login timeout.
+    pub connect_timeout: Duration,
+    /// Secret backends.
+    pub stores: SecretStores,
+    /// The registry, re-read at each login so a revocation takes effect mid-run.
+    pub state: Option<std::sync::Arc<StateStore>>,
+    /// The run's audit context.
+    pub audit: RunAudit,
+}
+
+impl SqlLogin {
+    /// Opens a connection for `binding` to `address` / `database`.
+    pub async fn open(
+        &self,
+        binding: &CredentialBinding,
+        driver: NetworkDriver,
+        address: &str,
+        database: Option<&str>,
+    ) -> Result<SqlConnection, SqlError> {
+        let guid = binding.record.guid.as_str();
+        let shown: String = address
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(256)
+            .collect();
+        let deny = |message: String| {
+            self.audit
+                .record("login", "denied", Some(guid), Some(&shown), Some(&message));
+            SqlError::Denied(message)
+        };
+        let declared = self
+            .endpoint
+            .as_deref()
+            .is_some_and(|e| same_address(e, address));
+        if !declared {
+            return Err(deny(format!(
+                "endpoint {shown} is not the workflow's source.endpoint"
+            )));
+        }
+        if !binding
+            .record
+            .destinations
+            .iter()
+            .any(|d| destination_matches(d, address))
+        {
+            return Err(deny(format!(
+                "credential {guid} is not bound to {shown} (its destinations: {})",
+                binding.record.destinations.join(", ")
+            )));
+        }
+        if let Some(db) = database {
+            let any = self.databases.iter().any(|d| d == "*");
+            if !any && !self.databases.iter().any(|d| d == db) {
+                return Err(deny(format!(
+                    "database `{}` is not declared by the workflow (source.database / source.databases)",
+                    db.chars().take(128).collect::<String>()
+                )));
+            }
+        }
+        // Re-read the record: a credential revoked during the run must not log in again.
+        let record = match &self.state {
+            Some(state) => state.credential(guid).map_err(|e| deny(e.to_string()))?,
+            None => binding.record.clone(),
+        };
+        if let Some(at) = &record.revoked_at {
+            return Err(deny(format!("credential {guid} was revoked at {at}")));
+        }
+        let (host, port) = parse_destination(address).map_err(SqlError::InvalidConfig)?;
+        let port: u16 = port.parse().map_err(|_| {
+            SqlError::InvalidConfig(format!("endpoint {shown} needs a numeric port"))
+        })?;
+
+        let store = self.stores.get(&record.backend).map_err(|e| {
+            self.audit.record(
+                "resolve",
+                "failed",
+                Some(guid),
+                Some(&shown),
+                Some(&e.to_string()),
+            );
+            SqlError::Unavailable(format!("credential {guid}: {e}"))
+        })?;
+        let secret = match store.resolve(&record.locator).await {
+            Ok(s) => s,
+            Err(e) => {
+                let message = format!(
+                    "credential {guid} cannot be resolved from the `{}` backend: {e}",
+                    record.backend
+                );
+                self.audit.record(
+                    "resolve",
+                    "failed",
+                    Some(guid),
+                    Some(&shown),
+                    Some(&message),
+                );
+                return Err(SqlError::Unavailable(message));
+            }
+        };
+        Redactor::global().register(&secret);
+        self.audit
+            .record("resolve", "ok", Some(guid), Some(&shown), None);
+
+        let params = ConnectParams {
+            host,
+            port,
+            database: database.map(str::to_string),
+            user: record.username.clone().unwrap_or_default(),
+            password: secret,
+            tls: self.tls.clone(),
+            connect_timeout: self.connect_timeout,
+        };
+        let result = match driver {
+            NetworkDriver::Postgres => super::postgres::PgDb::connect(&params)
+                .await
+                .map(SqlConnection::Postgres),
+            NetworkDriver::Mysql => super::mysql::MysqlDb::connect(&params)
+                .await
+                .map(SqlConnection::Mysql),
+        };
+        drop(params);
+        match result {
+            Ok(conn) => {
+                self.audit
+                    .record("login", "ok", Some(guid), Some(&shown), Some(driver.name()));
+                Ok(conn)
+            }
+            Err(e) => {
+                let e = redact_error(e);
+                self.audit.record(
+                    "login",
+                    "failed",
+                    Some(guid),
+                    Some(&shown),
+                    Some(&e.to_string()),
+                );
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Passes an error's message through the redactor.
+pub fn redact_error(e: SqlError) -> SqlError {
+    let r = Redactor::global();
+    match e {
+        SqlError::InvalidConfig(m) => SqlError::InvalidConfig(r.redact(&m).into_owned()),
+        SqlError::Denied(m) => SqlError::Denied(r.redact(&m).into_owned()),
+        SqlError::Unavailable(m) => SqlError::Unavailable(r.redact(&m).into_owned()),
+        SqlError::Source(m) => SqlError::Source(r.redact(&m).into_owned()),
+        SqlError::Limit(m) => SqlError::Limit(r.redact(&m).into_owned()),
+    }
+}
+
+fn same_address(a: &str, b: &str) -> bool {
+    match (parse_destination(a), parse_destination(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Logs in with credential `guid` to `destination` (default: its first destination without
+/// wildcards) and returns what the server was, or why it failed. Used by
+/// `airlock credential test`; audited as `test`.
+pub async fn test_login(
+    home: &crate::home::Home,
+    guid: &str,
+    destination: Option<&str>,
+    engine: Option<&str>,
+    tls: TlsSettings,
+) -> Result<String, SqlError> {
+    let record = home
+        .state()
+        .credential(guid)
+        .map_err(|e| SqlError::InvalidConfig(e.to_string()))?;
+    let destination = match destination {
+        Some(d) => d.to_string(),
+        None => record
+            .destinations
+            .iter()
+            .find(|d| !d.contains('*'))
+            .cloned()
+            .ok_or_else(|| {
+                SqlError::InvalidConfig(
+                    "the credential's destinations are all patterns; pass --destination HOST:PORT"
+                        .into(),
+                )
+            })?,
+    };
+    let driver = match engine.or(record.engine.as_deref()) {
+        Some("postgres") => NetworkDriver::Postgres,
+        Some("mysql") => NetworkDriver::Mysql,
+        Some(other) => {
+            return Err(SqlError::InvalidConfig(format!(
+                "unknown engine `{other}`; use postgres or mysql"
+            )))
+        }
+        None => {
+            return Err(SqlError::InvalidConfig(
+                "the credential has no engine; pass --engine postgres|mysql".into(),
+            ))
+        }
+    };
+    let mut slots = crate::capabilities::credentials::CredentialSlots::default();
+    slots
+        .bind("test", record.clone())
+        .map_err(SqlError::InvalidConfig)?;
+    let binding = slots
+        .binding("test")
+        .cloned()
+        .ok_or_else(|| SqlError::InvalidConfig("binding lost".into()))?;
+    let login = SqlLogin {
+        endpoint: Some(destination.clone()),
+        databases: vec!["*".into()],
+        tls,
+        connect_timeout: Duration::from_secs(15),
+        stores: home.stores().clone(),
+        state: Some(home.state().clone()),
+        audit: RunAudit::new(Some(home.state().clone()), "credential-test", None, None),
+    };
+    login.open(&binding, driver, &destination, None).await?;
+    Ok(format!(
+        "logged in to {destination} ({}) as {}",
+        driver.name(),
+        record.username.as_deref().unwrap_or("")
+    ))
+}
