@@ -184,6 +184,25 @@ impl PgCluster {
         String::from_utf8(out.stdout).expect("psql output is UTF-8")
     }
 
+    /// A `psql` command for `db` as the superuser over the unix socket, without arguments
+    /// beyond the connection (for callers that time or redirect it).
+    pub fn psql_command(&self, db: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.arg("-X")
+            .arg("-h")
+            .arg(self.dir.path())
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-U", "postgres", "-d", db])
+            .env("PGCLIENTENCODING", "UTF8");
+        cmd
+    }
+
+    /// The server's log file (stderr of the postmaster).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
     /// Runs a query whose single result is a JSON value (e.g. `SELECT json_agg(...)`).
     pub fn query_json(&self, db: &str, sql: &str) -> serde_json::Value {
         let text = self.psql(db, sql);

@@ -80,7 +80,7 @@ struct OutputLine<'a> {
     kind: &'static str,
     qualified_name: &'a str,
     path: &'a [String],
-    attributes: &'a serde_json::Map<String, serde_json::Value>,
+    attributes: &'a serde_json::value::RawValue,
 }
 
 impl Pipeline {
@@ -160,15 +160,11 @@ impl Pipeline {
             }
             return Ok(());
         }
-        let attributes: serde_json::Map<String, serde_json::Value> =
+        // Validate without building a map: the raw text is checked to be one JSON value
+        // and an object, then copied into the output line as it is.
+        let attributes: &serde_json::value::RawValue =
             match serde_json::from_str(&asset.attributes_json) {
-                Ok(serde_json::Value::Object(map)) => map,
-                Ok(_) => {
-                    return Err(PipelineError::Invalid(format!(
-                        "{} {name}: attributes are not a JSON object",
-                        asset.kind
-                    )))
-                }
+                Ok(raw) => raw,
                 Err(e) => {
                     return Err(PipelineError::Invalid(format!(
                         "{} {name}: attributes are not valid JSON ({e})",
@@ -176,15 +172,33 @@ impl Pipeline {
                     )))
                 }
             };
+        if !attributes.get().trim_start().starts_with('{') {
+            return Err(PipelineError::Invalid(format!(
+                "{} {name}: attributes are not a JSON object",
+                asset.kind
+            )));
+        }
         if !self.policy.decide(asset.kind, &asset.path).keeps() {
             counts.dropped_filter += 1;
             return Ok(());
         }
+        // JSON strings cannot hold raw line breaks, so any in the text is whitespace; compact
+        // it so one asset stays one line.
+        let compacted;
+        let attributes = if attributes.get().contains(['\n', '\r']) {
+            let value: serde_json::Value = serde_json::from_str(attributes.get())
+                .map_err(|e| PipelineError::Invalid(format!("{} {name}: {e}", asset.kind)))?;
+            compacted = serde_json::value::to_raw_value(&value)
+                .map_err(|e| PipelineError::Invalid(format!("{} {name}: {e}", asset.kind)))?;
+            compacted.as_ref()
+        } else {
+            attributes
+        };
         let line = serde_json::to_vec(&OutputLine {
             kind: asset.kind.as_str(),
             qualified_name: &name,
             path: &asset.path,
-            attributes: &attributes,
+            attributes,
         })
         .map_err(|e| PipelineError::Invalid(format!("{} {name}: {e}", asset.kind)))?;
         self.spool.write_line(asset.kind, &line)?;
@@ -291,6 +305,22 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join(&table.path)).unwrap();
         assert_eq!(text.lines().count() as u64, table.records);
         assert!(text.contains("\"qualified_name\":\"db.s.a\""));
+    }
+
+    #[test]
+    fn pretty_printed_attributes_stay_on_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = pipeline(dir.path(), &Limits::default(), &[]);
+        p.accept(vec![asset(
+            AssetKind::Table,
+            "db.s.t",
+            "{\n  \"a\": \"x\\ny\"\r\n}",
+        )])
+        .unwrap();
+        let out = p.finish().unwrap();
+        let text = std::fs::read_to_string(dir.path().join(&out.files[0].path)).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains(r#""attributes":{"a":"x\ny"}"#), "{text}");
     }
 
     #[test]
