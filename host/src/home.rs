@@ -1,10 +1,12 @@
-//! An airlock home: the state store (`state.sqlite`) and the embedded vault (`vault/`, under a
-//! key in `vault.key` or `$AIRLOCK_VAULT_KEY_FILE`) of one installation.
+//! An airlock home: the state store (`state.sqlite`), the embedded vault (`vault/`, under a
+//! key in `vault.key` or `$AIRLOCK_VAULT_KEY_FILE`) and the external secret backends
+//! (`backends.toml` or `$AIRLOCK_BACKENDS`) of one installation.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::{ConfigError, LoadedConfig, WorkflowConfig};
+use crate::secrets::backends::{BackendsConfig, BackendsError};
 use crate::secrets::embedded::EmbeddedVault;
 use crate::secrets::{SecretStores, SecretString};
 use crate::state::{now, AuditEntry, CredentialRecord, StateError, StateStore, WorkflowRecord};
@@ -30,6 +32,9 @@ pub enum HomeError {
     /// A stored workflow's config is not valid any more.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// `backends.toml` is not valid.
+    #[error(transparent)]
+    Backends(#[from] BackendsError),
 }
 
 /// Credential kinds the registry accepts.
@@ -89,6 +94,9 @@ impl Home {
         let vault = Arc::new(EmbeddedVault::new(dir.join("vault"), key_file));
         let mut stores = SecretStores::default();
         stores.register(vault.clone());
+        let backends = BackendsConfig::path_for(dir);
+        let required = std::env::var_os("AIRLOCK_BACKENDS").is_some();
+        BackendsConfig::load(&backends, required)?.register(&mut stores, &backends)?;
         Ok(Home {
             dir: dir.to_path_buf(),
             state,
@@ -118,32 +126,53 @@ impl Home {
         spec: NewCredential,
         secret: SecretString,
     ) -> Result<String, HomeError> {
-        if !CREDENTIAL_KINDS.contains(&spec.kind.as_str()) {
-            return Err(HomeError::Invalid(format!(
-                "unknown credential kind `{}`; known: {}",
-                spec.kind,
-                CREDENTIAL_KINDS.join(", ")
-            )));
-        }
-        if spec.destinations.is_empty() {
-            return Err(HomeError::Invalid(
-                "a credential needs at least one --destination HOST:PORT it may log in to".into(),
-            ));
-        }
-        for d in &spec.destinations {
-            parse_destination(d).map_err(HomeError::Invalid)?;
-        }
+        check_spec(&spec)?;
         if secret.is_empty() {
             return Err(HomeError::Invalid("the secret is empty".into()));
         }
-        let guid = uuid::Uuid::new_v4().to_string();
         let locator = uuid::Uuid::new_v4().simple().to_string();
         self.vault.put(&locator, &secret)?;
         drop(secret);
+        self.register_credential(spec, "embedded", locator)
+    }
+
+    /// Registers a credential whose secret lives in the external backend `backend` at
+    /// `locator` (nothing is read now: the secret is resolved at each login); returns its GUID.
+    pub fn add_credential_at(
+        &self,
+        spec: NewCredential,
+        backend: &str,
+        locator: &str,
+    ) -> Result<String, HomeError> {
+        check_spec(&spec)?;
+        if backend == "embedded" {
+            return Err(HomeError::Invalid(
+                "the embedded vault chooses its own locators; add the secret from stdin instead"
+                    .into(),
+            ));
+        }
+        let store = self.stores.get(backend).map_err(|_| {
+            HomeError::Invalid(format!(
+                "secret backend `{backend}` is not configured in {} (configured: {})",
+                BackendsConfig::path_for(&self.dir).display(),
+                self.stores.names().join(", ")
+            ))
+        })?;
+        store.check_locator(locator)?;
+        self.register_credential(spec, backend, locator.to_string())
+    }
+
+    fn register_credential(
+        &self,
+        spec: NewCredential,
+        backend: &str,
+        locator: String,
+    ) -> Result<String, HomeError> {
+        let guid = uuid::Uuid::new_v4().to_string();
         let record = CredentialRecord {
             guid: guid.clone(),
             kind: spec.kind,
-            backend: "embedded".into(),
+            backend: backend.into(),
             locator,
             username: spec.username,
             engine: spec.engine,
@@ -158,6 +187,7 @@ impl Home {
             credential: Some(guid.clone()),
             action: "create".into(),
             outcome: "ok".into(),
+            detail: Some(format!("backend {backend}")),
             ..AuditEntry::default()
         })?;
         Ok(guid)
@@ -261,6 +291,26 @@ impl Home {
             workflow_id: Some(id.to_string()),
         })
     }
+}
+
+/// Checks what every new credential needs: a known kind and valid destinations.
+fn check_spec(spec: &NewCredential) -> Result<(), HomeError> {
+    if !CREDENTIAL_KINDS.contains(&spec.kind.as_str()) {
+        return Err(HomeError::Invalid(format!(
+            "unknown credential kind `{}`; known: {}",
+            spec.kind,
+            CREDENTIAL_KINDS.join(", ")
+        )));
+    }
+    if spec.destinations.is_empty() {
+        return Err(HomeError::Invalid(
+            "a credential needs at least one --destination HOST:PORT it may log in to".into(),
+        ));
+    }
+    for d in &spec.destinations {
+        parse_destination(d).map_err(HomeError::Invalid)?;
+    }
+    Ok(())
 }
 
 /// Splits `host:port` (a `*` port or host parts are allowed in patterns).

@@ -16,8 +16,10 @@ use crate::secrets::SecretString;
 
 #[derive(Debug, Subcommand)]
 pub enum CredentialCommand {
-    /// Register a credential. The secret is read from stdin (or a prompt on a terminal),
-    /// never from the command line; prints the new GUID.
+    /// Register a credential; prints the new GUID. With the embedded vault (the default) the
+    /// secret is read from stdin (or a prompt on a terminal), never from the command line; with
+    /// another backend nothing is read: `--locator` says where the secret lives, and it is
+    /// resolved at each login.
     Add {
         /// Kind of secret.
         #[arg(long, default_value = "password", value_parser = ["password"])]
@@ -35,6 +37,15 @@ pub enum CredentialCommand {
         /// Free text for operators.
         #[arg(long)]
         description: Option<String>,
+        /// Where the secret lives: `embedded` (the home's vault), or a backend configured in
+        /// `<home>/backends.toml`: `openbao` (Vault / OpenBao KV v2), `aws` (Secrets
+        /// Manager), `kubernetes` (a mounted secret), `env` (development only).
+        #[arg(long, default_value = "embedded", value_name = "NAME")]
+        backend: String,
+        /// Where the secret is in the backend: `PATH[#FIELD]` for openbao, `NAME-OR-ARN[#FIELD]`
+        /// for aws, `KEY` or `SUBDIR/KEY` for kubernetes, a variable name for env.
+        #[arg(long, value_name = "LOCATOR", required_if_eq_any = [("backend", "openbao"), ("backend", "aws"), ("backend", "kubernetes"), ("backend", "env")])]
+        locator: Option<String>,
     },
     /// List credentials (GUIDs, users, destinations; never secrets).
     List {
@@ -153,7 +164,34 @@ pub async fn credential(cmd: CredentialCommand, home_dir: &Path) -> i32 {
             destinations,
             engine,
             description,
+            backend,
+            locator,
         } => {
+            if backend != "embedded" {
+                let Some(locator) = locator else {
+                    return err(format!("--backend {backend} needs --locator"), 2);
+                };
+                let spec = NewCredential {
+                    kind,
+                    username: Some(user),
+                    engine,
+                    destinations,
+                    description,
+                };
+                return match home.add_credential_at(spec, &backend, &locator) {
+                    Ok(guid) => {
+                        println!("{guid}");
+                        0
+                    }
+                    Err(e) => err(e, 2),
+                };
+            }
+            if locator.is_some() {
+                return err(
+                    "--locator is for external backends; the embedded vault reads the secret from stdin",
+                    2,
+                );
+            }
             let secret = match read_secret(&format!("secret for {user}: ")) {
                 Ok(s) => s,
                 Err(e) => return err(e, 2),
@@ -180,8 +218,8 @@ pub async fn credential(cmd: CredentialCommand, home_dir: &Path) -> i32 {
             }
             Ok(list) => {
                 println!(
-                    "{:<36}  {:<8}  {:<12}  {:<8}  destinations",
-                    "guid", "kind", "user", "state"
+                    "{:<36}  {:<8}  {:<10}  {:<12}  {:<8}  destinations",
+                    "guid", "kind", "backend", "user", "state"
                 );
                 for c in list {
                     let state = if c.revoked_at.is_some() {
@@ -190,9 +228,10 @@ pub async fn credential(cmd: CredentialCommand, home_dir: &Path) -> i32 {
                         "active"
                     };
                     println!(
-                        "{:<36}  {:<8}  {:<12}  {:<8}  {}",
+                        "{:<36}  {:<8}  {:<10}  {:<12}  {:<8}  {}",
                         c.guid,
                         c.kind,
+                        c.backend,
                         c.username.unwrap_or_default(),
                         state,
                         c.destinations.join(", ")

@@ -1,9 +1,16 @@
 //! Secret stores: where secret bytes live, behind one trait, and the types that hold secrets
-//! in memory. Backends are registered in one place ([`SecretStores`]).
+//! in memory. Backends are registered in one place ([`SecretStores`]); which external backends
+//! exist and how to reach them is the home's `backends.toml` ([`backends`]).
 
+pub mod aws;
+pub mod backends;
 pub mod embedded;
+pub mod env;
+pub mod k8s;
+pub mod openbao;
 pub mod redact;
 mod secret;
+pub mod transport;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,6 +42,11 @@ pub trait SecretStore: Send + Sync {
 
     /// Reads the secret at `locator`, just in time; backends never cache it to disk.
     async fn resolve(&self, locator: &str) -> Result<SecretString, SecretStoreError>;
+
+    /// Checks a locator's syntax when a credential is registered (no network access).
+    fn check_locator(&self, _locator: &str) -> Result<(), SecretStoreError> {
+        Ok(())
+    }
 }
 
 /// The configured backends, by name.
@@ -57,5 +69,96 @@ impl SecretStores {
                 self.stores.keys().copied().collect::<Vec<_>>().join(", ")
             ))
         })
+    }
+
+    /// The names of the configured backends.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.stores.keys().copied().collect()
+    }
+}
+
+/// Splits a `path#field` locator.
+pub fn split_field(locator: &str) -> (&str, Option<&str>) {
+    match locator.rsplit_once('#') {
+        Some((path, field)) if !field.is_empty() => (path, Some(field)),
+        Some((path, _)) => (path, None),
+        None => (locator, None),
+    }
+}
+
+/// Picks a field of a secret's JSON object: `field` when given, else the only field, else
+/// `password`. `object` is the raw JSON text of the object (borrowed, not copied).
+pub fn select_field(
+    object: &str,
+    field: Option<&str>,
+    what: &str,
+) -> Result<SecretString, SecretStoreError> {
+    use std::borrow::Cow;
+    use std::collections::BTreeMap;
+    let map: BTreeMap<Cow<'_, str>, &serde_json::value::RawValue> = serde_json::from_str(object)
+        .map_err(|_| {
+            SecretStoreError::Invalid(format!(
+                "the secret at {what} is not a JSON object of fields"
+            ))
+        })?;
+    let raw = match field {
+        Some(f) => map.get(f).copied().ok_or_else(|| {
+            SecretStoreError::NotFound(format!("the secret at {what} has no field `{f}`"))
+        })?,
+        None if map.len() == 1 => map.values().next().copied().ok_or_else(|| {
+            SecretStoreError::NotFound(format!("the secret at {what} has no fields"))
+        })?,
+        None => map.get("password").copied().ok_or_else(|| {
+            SecretStoreError::Invalid(format!(
+                "the secret at {what} has {} fields and none is `password`; name one as LOCATOR#FIELD",
+                map.len()
+            ))
+        })?,
+    };
+    json_string(raw.get(), what)
+}
+
+/// A JSON string literal as a secret, copied once into an exactly sized buffer when it holds
+/// no escapes (the usual case); escaped strings are decoded by serde_json.
+pub fn json_string(raw: &str, what: &str) -> Result<SecretString, SecretStoreError> {
+    let not_text = || SecretStoreError::Invalid(format!("the secret at {what} is not a string"));
+    let inner = raw
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .ok_or_else(not_text)?;
+    if !inner.contains('\\') {
+        let mut out = String::with_capacity(inner.len());
+        out.push_str(inner);
+        return Ok(SecretString::new(out));
+    }
+    serde_json::from_str::<String>(raw)
+        .map(SecretString::new)
+        .map_err(|_| not_text())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_selected() {
+        let obj = r#"{"username":"u","password":"p\"w"}"#;
+        assert_eq!(select_field(obj, None, "x").unwrap().expose(), "p\"w");
+        assert_eq!(
+            select_field(obj, Some("username"), "x").unwrap().expose(),
+            "u"
+        );
+        assert!(matches!(
+            select_field(obj, Some("nope"), "x"),
+            Err(SecretStoreError::NotFound(_))
+        ));
+        assert_eq!(
+            select_field(r#"{"k":"v"}"#, None, "x").unwrap().expose(),
+            "v"
+        );
+        assert!(select_field(r#"{"a":"1","b":"2"}"#, None, "x").is_err());
+        assert!(select_field(r#"{"a":1}"#, Some("a"), "x").is_err());
+        assert_eq!(split_field("a/b#c"), ("a/b", Some("c")));
+        assert_eq!(split_field("a/b"), ("a/b", None));
     }
 }

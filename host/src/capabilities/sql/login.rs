@@ -9,7 +9,7 @@ use super::{ConnectParams, SqlConnection, SqlError, TlsSettings};
 use crate::capabilities::credentials::CredentialBinding;
 use crate::home::{destination_matches, parse_destination};
 use crate::secrets::redact::Redactor;
-use crate::secrets::SecretStores;
+use crate::secrets::{SecretStoreError, SecretStores};
 use crate::state::{RunAudit, StateStore};
 
 /// Network SQL engines.
@@ -45,6 +45,8 @@ pub struct SqlLogin {
     pub state: Option<std::sync::Arc<StateStore>>,
     /// The run's audit context.
     pub audit: RunAudit,
+    /// The run's outbound secret scanner: every resolved secret is registered with it.
+    pub scanner: Option<std::sync::Arc<crate::pipeline::scan::OutboundScanner>>,
 }
 
 impl SqlLogin {
@@ -119,64 +121,92 @@ impl SqlLogin {
             );
             SqlError::Unavailable(format!("credential {guid}: {e}"))
         })?;
-        let secret = match store.resolve(&record.locator).await {
-            Ok(s) => s,
-            Err(e) => {
-                let message = format!(
-                    "credential {guid} cannot be resolved from the `{}` backend: {e}",
-                    record.backend
-                );
-                self.audit.record(
-                    "resolve",
-                    "failed",
-                    Some(guid),
-                    Some(&shown),
-                    Some(&message),
-                );
-                return Err(SqlError::Unavailable(message));
+        // The secret is resolved for this login only. When the server refuses it as a bad
+        // password, the secret may have been rotated between resolution and login (or a stale
+        // value read): resolve once more and retry once.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let secret = match store.resolve(&record.locator).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let message = format!(
+                        "credential {guid} cannot be resolved from the `{}` backend: {e}",
+                        record.backend
+                    );
+                    self.audit.record(
+                        "resolve",
+                        "failed",
+                        Some(guid),
+                        Some(&shown),
+                        Some(&message),
+                    );
+                    return Err(match e {
+                        SecretStoreError::Denied(_) | SecretStoreError::NotFound(_) => {
+                            SqlError::Denied(message)
+                        }
+                        SecretStoreError::Invalid(_) => SqlError::InvalidConfig(message),
+                        SecretStoreError::Unavailable(_) => SqlError::Unavailable(message),
+                    });
+                }
+            };
+            Redactor::global().register(&secret);
+            if let Some(scanner) = &self.scanner {
+                scanner.register(&secret);
             }
-        };
-        Redactor::global().register(&secret);
-        self.audit
-            .record("resolve", "ok", Some(guid), Some(&shown), None);
+            self.audit
+                .record("resolve", "ok", Some(guid), Some(&shown), None);
 
-        let params = ConnectParams {
-            host,
-            port,
-            database: database.map(str::to_string),
-            user: record.username.clone().unwrap_or_default(),
-            password: secret,
-            tls: self.tls.clone(),
-            connect_timeout: self.connect_timeout,
-        };
-        let result = match driver {
-            NetworkDriver::Postgres => super::postgres::PgDb::connect(&params)
-                .await
-                .map(SqlConnection::Postgres),
-            NetworkDriver::Mysql => super::mysql::MysqlDb::connect(&params)
-                .await
-                .map(SqlConnection::Mysql),
-        };
-        drop(params);
-        match result {
-            Ok(conn) => {
-                self.audit
-                    .record("login", "ok", Some(guid), Some(&shown), Some(driver.name()));
-                Ok(conn)
-            }
-            Err(e) => {
-                let e = redact_error(e);
-                self.audit.record(
-                    "login",
-                    "failed",
-                    Some(guid),
-                    Some(&shown),
-                    Some(&e.to_string()),
-                );
-                Err(e)
+            let params = ConnectParams {
+                host: host.clone(),
+                port,
+                database: database.map(str::to_string),
+                user: record.username.clone().unwrap_or_default(),
+                password: secret,
+                tls: self.tls.clone(),
+                connect_timeout: self.connect_timeout,
+            };
+            let result = match driver {
+                NetworkDriver::Postgres => super::postgres::PgDb::connect(&params)
+                    .await
+                    .map(SqlConnection::Postgres),
+                NetworkDriver::Mysql => super::mysql::MysqlDb::connect(&params)
+                    .await
+                    .map(SqlConnection::Mysql),
+            };
+            drop(params);
+            match result {
+                Ok(conn) => {
+                    self.audit
+                        .record("login", "ok", Some(guid), Some(&shown), Some(driver.name()));
+                    return Ok(conn);
+                }
+                Err(e) => {
+                    let e = redact_error(e);
+                    self.audit.record(
+                        "login",
+                        "failed",
+                        Some(guid),
+                        Some(&shown),
+                        Some(&e.to_string()),
+                    );
+                    if attempt == 1 && is_authentication_failure(&e) {
+                        tracing::info!(
+                            credential = guid,
+                            "login refused; resolving the credential again once"
+                        );
+                        continue;
+                    }
+                    return Err(e);
+                }
             }
         }
     }
+}
+
+/// Whether the server refused the secret itself (a rotated or stale password).
+fn is_authentication_failure(e: &SqlError) -> bool {
+    matches!(e, SqlError::Denied(m) if m.to_ascii_lowercase().contains("authentication failed"))
 }
 
 /// Passes an error's message through the redactor.
@@ -256,6 +286,7 @@ pub async fn test_login(
         stores: home.stores().clone(),
         state: Some(home.state().clone()),
         audit: RunAudit::new(Some(home.state().clone()), "credential-test", None, None),
+        scanner: None,
     };
     login.open(&binding, driver, &destination, None).await?;
     Ok(format!(

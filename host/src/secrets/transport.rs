@@ -1,0 +1,185 @@
+//! HTTP transport shared by the remote secret backends (OpenBao / Vault, AWS Secrets Manager):
+//! rustls with the ring provider and an optional extra CA, no proxies and no redirects (a token
+//! never follows a redirect), bounded retries with exponential backoff, and response bodies
+//! read into one pre-sized buffer that is zeroized on drop.
+
+use std::path::Path;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use super::SecretStoreError;
+
+/// Largest response body a backend may send.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// Settings shared by the remote backends.
+#[derive(Debug, Clone)]
+pub struct TransportSettings {
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Retries after the first attempt (for connection errors, 429 and 5xx).
+    pub retries: u32,
+    /// First backoff; doubled after each retry.
+    pub backoff: Duration,
+}
+
+/// A response: status and body (zeroized on drop).
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// The whole body.
+    pub body: Zeroizing<Vec<u8>>,
+}
+
+impl Response {
+    /// A short description of an error response: the backend's error strings, never a body
+    /// that could hold a secret (only called for non-2xx statuses).
+    pub fn error_text(&self) -> String {
+        #[derive(serde::Deserialize)]
+        struct Errors {
+            #[serde(default)]
+            errors: Vec<String>,
+            #[serde(default, alias = "message")]
+            #[serde(rename = "Message")]
+            message: Option<String>,
+            #[serde(default, rename = "__type")]
+            kind: Option<String>,
+        }
+        let text = match serde_json::from_slice::<Errors>(&self.body) {
+            Ok(e) => {
+                let mut parts = e.errors;
+                parts.extend(e.kind);
+                parts.extend(e.message);
+                parts.join("; ")
+            }
+            Err(_) => String::new(),
+        };
+        let text: String = text.chars().filter(|c| !c.is_control()).take(300).collect();
+        if text.is_empty() {
+            format!("HTTP {}", self.status)
+        } else {
+            format!("HTTP {}: {text}", self.status)
+        }
+    }
+}
+
+/// An HTTP client for one backend.
+#[derive(Clone)]
+pub struct Transport {
+    client: reqwest::Client,
+    settings: TransportSettings,
+    backend: &'static str,
+}
+
+impl Transport {
+    /// A client trusting the system roots plus the PEM certificates in `ca_file`.
+    pub fn new(
+        backend: &'static str,
+        ca_file: Option<&Path>,
+        settings: TransportSettings,
+    ) -> Result<Self, SecretStoreError> {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(5)));
+        if let Some(ca) = ca_file {
+            let pem = std::fs::read(ca).map_err(|e| {
+                SecretStoreError::Unavailable(format!(
+                    "{backend}: cannot read ca_file {}: {e}",
+                    ca.display()
+                ))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                SecretStoreError::Invalid(format!(
+                    "{backend}: ca_file {} holds no usable PEM certificate: {e}",
+                    ca.display()
+                ))
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(|e| {
+            SecretStoreError::Unavailable(format!("{backend}: cannot build the HTTP client: {e}"))
+        })?;
+        Ok(Transport {
+            client,
+            settings,
+            backend,
+        })
+    }
+
+    /// Sends the request `build` makes, retrying connection errors, timeouts, 429 and 5xx
+    /// (a sealed OpenBao answers 503) with exponential backoff; after the last attempt the
+    /// error is `unavailable`. `what` names the request in errors.
+    pub async fn send(
+        &self,
+        what: &str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Response, SecretStoreError> {
+        let attempts = self.settings.retries + 1;
+        let mut backoff = self.settings.backoff;
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            match self.once(&build).await {
+                Ok(r) if r.status == 429 || r.status >= 500 => last = r.error_text(),
+                Ok(r) => return Ok(r),
+                Err(e) => last = e,
+            }
+            if attempt < attempts {
+                tracing::debug!(backend = self.backend, what, attempt, error = %last, "retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2);
+            }
+        }
+        Err(SecretStoreError::Unavailable(format!(
+            "{} {what}: {last} (gave up after {attempts} attempts)",
+            self.backend
+        )))
+    }
+
+    async fn once(
+        &self,
+        build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Response, String> {
+        let mut resp = build(&self.client).send().await.map_err(describe)?;
+        let status = resp.status().as_u16();
+        // One buffer sized up front: a growing Vec would leave copies of the secret behind.
+        let capacity = match resp.content_length() {
+            Some(n) if n as usize > MAX_RESPONSE_BYTES => {
+                return Err(format!("response of {n} bytes is too large"))
+            }
+            Some(n) => n as usize,
+            None => MAX_RESPONSE_BYTES,
+        };
+        let mut body = Zeroizing::new(Vec::with_capacity(capacity));
+        while let Some(chunk) = resp.chunk().await.map_err(describe)? {
+            if body.len() + chunk.len() > body.capacity() {
+                return Err("response is larger than announced or than 1 MiB".into());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response { status, body })
+    }
+}
+
+fn describe(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    // The URL holds no secret (tokens travel in headers); the source chain explains why.
+    let mut text = format!("{kind}: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
