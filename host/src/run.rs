@@ -12,13 +12,15 @@ use crate::capabilities::log::{clean_line, LogLevel, PluginLog};
 use crate::capabilities::sql::login::SqlLogin;
 use crate::capabilities::sql::SqlPolicy;
 use crate::config::{ConfigError, LoadedConfig, SinkConfig};
+use crate::pipeline::fields::HashKeys;
 use crate::pipeline::filter::FilterPolicy;
 use crate::pipeline::manifest::{FilterRef, Manifest, PluginRef, Timings, MANIFEST_FORMAT};
+use crate::pipeline::scan::OutboundScanner;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::runtime::limits::{LimitExceeded, Limits};
 use crate::runtime::state::{HostFailure, RunState};
 use crate::runtime::{self, ExtractOutcome, LoadError, LoadedPlugin, PluginDescription, Runtime};
-use crate::sinks::local::LocalSink;
+use crate::sinks::local::{LocalSink, StagedRun};
 
 /// Phases of a run, reported to the observer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +86,9 @@ pub enum RunError {
     /// The workflow's credential cannot be used (revoked, unknown backend, ...).
     #[error("credential: {0}")]
     Credential(String),
+    /// The outbound scan found a secret this run resolved in what would leave.
+    #[error("{0}")]
+    SecretDetected(String),
 }
 
 impl RunError {
@@ -114,6 +119,7 @@ impl RunError {
             RunError::Output(_) => "output",
             RunError::Runtime(_) => "runtime",
             RunError::Credential(_) => "credential",
+            RunError::SecretDetected(_) => "secret-detected",
         }
     }
 }
@@ -163,6 +169,45 @@ pub struct RunReport {
     pub manifest: Manifest,
     /// Plugin log lines dropped after `limits.log_lines`.
     pub dropped_log_lines: u64,
+}
+
+/// What a run would publish, from `airlock run --dry-run` / `airlock preview`: the output was
+/// spooled to a private temporary directory, read back and deleted; nothing was published.
+#[derive(Debug, Clone)]
+pub struct PreviewReport {
+    /// The manifest the run would have published (status `preview`).
+    pub manifest: Manifest,
+    /// The first assets of each kind exactly as they would be written.
+    pub samples: std::collections::BTreeMap<String, Vec<serde_json::Value>>,
+    /// Plugin log lines dropped after `limits.log_lines`.
+    pub dropped_log_lines: u64,
+}
+
+/// Whether a run publishes or only previews.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Publish,
+    Preview { samples: usize },
+}
+
+enum Finished {
+    Published(RunReport),
+    Preview(PreviewReport),
+}
+
+/// Where a run spools: the sink's staging directory, or a private temporary one (preview).
+enum Staging {
+    Sink(StagedRun),
+    Temp(tempfile::TempDir),
+}
+
+impl Staging {
+    fn dir(&self) -> &Path {
+        match self {
+            Staging::Sink(s) => s.dir(),
+            Staging::Temp(t) => t.path(),
+        }
+    }
 }
 
 /// Resolves `source.plugin`: a path when it ends in `.wasm` or contains a slash, otherwise
@@ -278,6 +323,45 @@ pub async fn run_workflow_in(
     observer: Arc<dyn RunObserver>,
     home: Option<&crate::home::Home>,
 ) -> Result<RunReport, RunError> {
+    match run_recorded(runtime, cfg, plugins, observer, home, Mode::Publish).await? {
+        Finished::Published(r) => Ok(r),
+        Finished::Preview(_) => Err(RunError::Runtime("a publishing run only previewed".into())),
+    }
+}
+
+/// Extracts and filters exactly as a run does, and reports what would leave — counts, field
+/// actions, bytes and the first `samples` assets of each kind — without publishing anything.
+pub async fn preview_workflow_in(
+    runtime: &Runtime,
+    cfg: &LoadedConfig,
+    plugins: &PluginDir,
+    observer: Arc<dyn RunObserver>,
+    home: Option<&crate::home::Home>,
+    samples: usize,
+) -> Result<PreviewReport, RunError> {
+    match run_recorded(
+        runtime,
+        cfg,
+        plugins,
+        observer,
+        home,
+        Mode::Preview { samples },
+    )
+    .await?
+    {
+        Finished::Preview(r) => Ok(r),
+        Finished::Published(_) => Err(RunError::Runtime("a preview published".into())),
+    }
+}
+
+async fn run_recorded(
+    runtime: &Runtime,
+    cfg: &LoadedConfig,
+    plugins: &PluginDir,
+    observer: Arc<dyn RunObserver>,
+    home: Option<&crate::home::Home>,
+    mode: Mode,
+) -> Result<Finished, RunError> {
     let run_id = uuid::Uuid::now_v7().to_string();
     if let Some(home) = home {
         if let Err(e) = home
@@ -287,10 +371,13 @@ pub async fn run_workflow_in(
             tracing::warn!("cannot record run start: {e}");
         }
     }
-    let result = run_inner(runtime, cfg, plugins, observer, home, &run_id).await;
+    let result = run_inner(runtime, cfg, plugins, observer, home, &run_id, mode).await;
     if let Some(home) = home {
         let (status, output, error) = match &result {
-            Ok(r) => ("complete", Some(r.output_dir.display().to_string()), None),
+            Ok(Finished::Published(r)) => {
+                ("complete", Some(r.output_dir.display().to_string()), None)
+            }
+            Ok(Finished::Preview(_)) => ("preview", None, None),
             Err(e) => ("failed", None, Some(redacted(&e.to_string()))),
         };
         if let Err(e) =
@@ -316,6 +403,7 @@ fn credentials_for(
     limits: &Limits,
     home: Option<&crate::home::Home>,
     audit: crate::state::RunAudit,
+    scanner: &Arc<OutboundScanner>,
 ) -> Result<(CredentialSlots, Option<SqlLogin>), RunError> {
     let source = &cfg.config.source;
     let Some(guid) = &source.credential else {
@@ -359,8 +447,74 @@ fn credentials_for(
         stores: home.stores().clone(),
         state: Some(home.state().clone()),
         audit,
+        scanner: Some(scanner.clone()),
     };
     Ok((slots, Some(login)))
+}
+
+/// Resolves the HMAC keys of the policy's `hash` rules from the home's secret stores, once at
+/// run start. Each key is a resolved secret like a login password: audited, registered with
+/// the redactor and the outbound scanner, and held only in zeroizing buffers.
+async fn resolve_hash_keys(
+    policy: &FilterPolicy,
+    home: Option<&crate::home::Home>,
+    audit: &crate::state::RunAudit,
+    scanner: &OutboundScanner,
+) -> Result<HashKeys, RunError> {
+    let mut keys = HashKeys::default();
+    let guids = policy.fields().key_credentials();
+    if guids.is_empty() {
+        return Ok(keys);
+    }
+    let Some(home) = home else {
+        return Err(RunError::Config(ConfigError::Invalid(
+            "filters.fields: a `hash` rule names key_credential but no airlock home is open (use `airlock run`, which opens $AIRLOCK_HOME)".into(),
+        )));
+    };
+    for guid in guids {
+        let record = home.state().credential(&guid).map_err(|e| {
+            RunError::Config(ConfigError::Invalid(format!(
+                "filters.fields key_credential: {e}"
+            )))
+        })?;
+        let fail = |outcome: &str, message: String| {
+            audit.record("resolve", outcome, Some(&guid), None, Some(&message));
+            RunError::Credential(message)
+        };
+        if let Some(at) = &record.revoked_at {
+            return Err(fail(
+                "denied",
+                format!("hash key credential {guid} was revoked at {at}"),
+            ));
+        }
+        let store = home
+            .stores()
+            .get(&record.backend)
+            .map_err(|e| fail("failed", format!("hash key credential {guid}: {e}")))?;
+        let secret = store.resolve(&record.locator).await.map_err(|e| {
+            fail(
+                "failed",
+                format!(
+                    "hash key credential {guid} cannot be resolved from the `{}` backend: {e}",
+                    record.backend
+                ),
+            )
+        })?;
+        crate::secrets::redact::Redactor::global().register(&secret);
+        scanner.register(&secret);
+        audit.record(
+            "resolve",
+            "ok",
+            Some(&guid),
+            None,
+            Some("filters.fields hash key"),
+        );
+        keys.insert(
+            &guid,
+            zeroize::Zeroizing::new(secret.expose().as_bytes().to_vec()),
+        );
+    }
+    Ok(keys)
 }
 
 async fn run_inner(
@@ -370,14 +524,15 @@ async fn run_inner(
     observer: Arc<dyn RunObserver>,
     home: Option<&crate::home::Home>,
     run_id: &str,
-) -> Result<RunReport, RunError> {
+    mode: Mode,
+) -> Result<Finished, RunError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let run_id = run_id.to_string();
     let config = &cfg.config;
     let limits = config.limits.clone();
-    let policy =
-        FilterPolicy::compile(&config.filters).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let policy = FilterPolicy::compile_for(&config.filters, &config.source.plugin)
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let sql = sql_policy(cfg, &limits)?;
 
     observer.phase(Phase::Loading);
@@ -390,15 +545,28 @@ async fn run_inner(
         cfg.workflow_id.as_deref(),
         Some(&plugin.sha256),
     );
-    let (slots, login) = credentials_for(cfg, &limits, home, audit)?;
+    let scanner = Arc::new(OutboundScanner::new());
+    let hash_keys = resolve_hash_keys(&policy, home, &audit, &scanner).await?;
+    let (slots, login) = credentials_for(cfg, &limits, home, audit.clone(), &scanner)?;
 
     let SinkConfig::Local { dir } = &config.sink;
     let sink = LocalSink::new(cfg.resolve(dir));
-    let staged = sink
-        .stage(&run_id)
-        .map_err(|e| RunError::Output(format!("{}: {e}", sink.dir().display())))?;
+    let staged = match mode {
+        Mode::Publish => Staging::Sink(
+            sink.stage(&run_id)
+                .map_err(|e| RunError::Output(format!("{}: {e}", sink.dir().display())))?,
+        ),
+        Mode::Preview { .. } => Staging::Temp(
+            tempfile::Builder::new()
+                .prefix("airlock-preview-")
+                .tempdir()
+                .map_err(|e| RunError::Output(format!("preview spool: {e}")))?,
+        ),
+    };
 
-    let pipeline = Pipeline::new(policy.clone(), &limits, staged.dir());
+    let pipeline = Pipeline::new(policy.clone(), &limits, staged.dir())
+        .with_scanner(scanner.clone(), audit.clone())
+        .with_hash_keys(hash_keys);
     let state = RunState::new(
         &limits,
         sql,
@@ -412,8 +580,16 @@ async fn run_inner(
     observer.phase(Phase::Extracting);
     let extract_started = Instant::now();
     let config_json = plugin_config_json(cfg);
-    let include = config.filters.include.clone();
-    let exclude = config.filters.exclude.clone();
+    // Plugins push name patterns down case-sensitively; under case-insensitive matching they
+    // get none, so they cannot skip what the host would keep. The host enforces either way.
+    let (include, exclude) = if policy.case_sensitive() {
+        (
+            config.filters.include.clone(),
+            config.filters.exclude.clone(),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let kinds = policy.kinds().to_vec();
     // The epoch callback stops a computing plugin at the deadline; this timeout also stops one
     // that waits inside a host call.
@@ -479,6 +655,10 @@ async fn run_inner(
             include: config.filters.include.clone(),
             exclude: config.filters.exclude.clone(),
             kinds: config.filters.kinds.clone(),
+            case_sensitive: policy.case_sensitive(),
+            fields: config.filters.fields.clone(),
+            max_per_kind: config.filters.max_per_kind.clone(),
+            on_secret: policy.on_secret(),
         },
         started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         finished_at: String::new(),
@@ -496,14 +676,61 @@ async fn run_inner(
     manifest.timings_ms.publish = publish_started.elapsed().as_millis() as u64;
     manifest.timings_ms.total = started.elapsed().as_millis() as u64;
     manifest.finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let output_dir = staged
-        .publish(&manifest)
-        .map_err(|e| RunError::Output(format!("{}: {e}", sink.dir().display())))?;
-    Ok(RunReport {
-        output_dir,
-        manifest,
-        dropped_log_lines,
-    })
+    // The manifest leaves too (warnings quote the plugin): it is scanned like every asset.
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    if let Some(encoding) = scanner.find(&manifest_bytes) {
+        let detail =
+            format!("manifest withheld: it holds a secret this run resolved ({encoding} form)");
+        audit.record("secret-scan", "denied", None, None, Some(&detail));
+        return Err(RunError::SecretDetected(format!(
+            "outbound secret scan: {detail}; the run fails"
+        )));
+    }
+    match (staged, mode) {
+        (Staging::Sink(staged), _) => {
+            let output_dir = staged
+                .publish(&manifest)
+                .map_err(|e| RunError::Output(format!("{}: {e}", sink.dir().display())))?;
+            Ok(Finished::Published(RunReport {
+                output_dir,
+                manifest,
+                dropped_log_lines,
+            }))
+        }
+        (Staging::Temp(tmp), mode) => {
+            let n = match mode {
+                Mode::Preview { samples } => samples,
+                Mode::Publish => 0,
+            };
+            manifest.status = "preview".to_string();
+            let samples = read_samples(tmp.path(), &manifest, n)
+                .map_err(|e| RunError::Output(format!("preview spool: {e}")))?;
+            Ok(Finished::Preview(PreviewReport {
+                manifest,
+                samples,
+                dropped_log_lines,
+            }))
+        }
+    }
+}
+
+/// The first `n` lines of each spooled file, as JSON.
+fn read_samples(
+    dir: &Path,
+    manifest: &Manifest,
+    n: usize,
+) -> std::io::Result<std::collections::BTreeMap<String, Vec<serde_json::Value>>> {
+    use std::io::BufRead;
+    let mut out = std::collections::BTreeMap::new();
+    for f in &manifest.files {
+        let file = std::io::BufReader::new(std::fs::File::open(dir.join(&f.path))?);
+        let mut lines = Vec::new();
+        for line in file.lines().take(n) {
+            lines.push(serde_json::from_str(&line?).map_err(std::io::Error::other)?);
+        }
+        out.insert(f.kind.clone(), lines);
+    }
+    Ok(out)
 }
 
 fn plugin_ref(plugin: &LoadedPlugin, d: &PluginDescription) -> PluginRef {
@@ -540,6 +767,9 @@ fn classify_trap(e: &wasmtime::Error, state: &RunState) -> RunError {
             HostFailure::Limit(l) => RunError::Limit(l.clone()),
             HostFailure::Pipeline(PipelineError::Limit(l)) => RunError::Limit(l.clone()),
             HostFailure::Pipeline(PipelineError::Io(io)) => RunError::Output(io.to_string()),
+            HostFailure::Pipeline(PipelineError::SecretDetected(m)) => {
+                RunError::SecretDetected(m.clone())
+            }
             HostFailure::Pipeline(p) => RunError::InvalidOutput(p.to_string()),
         };
     }

@@ -905,7 +905,7 @@ async fn plugin_pushes_filters_down_without_dropping_what_the_host_keeps() {
             "Warehouse.Warehouse.Stock_3".into(),
             "*.*.*.created".into(),
         ],
-        kinds: Vec::new(),
+        ..Default::default()
     };
     let toml_list = |v: &[String]| {
         v.iter()

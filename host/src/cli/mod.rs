@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::LoadedConfig;
 use crate::home::Home;
-use crate::run::{self, redacted, PluginDir, RunError, RunObserver, RunReport};
+use crate::run::{self, redacted, PluginDir, PreviewReport, RunError, RunObserver, RunReport};
 use crate::runtime::cache::ComponentCache;
 use crate::runtime::Runtime;
 use crate::secrets::redact::RedactingStderr;
@@ -49,6 +49,12 @@ pub struct Cli {
 enum Command {
     /// Run a workflow: a stored one by id (`--workflow`) or a TOML config file (`--config`).
     Run(RunArgs),
+    /// Extract and filter as `run` does and show what would leave; publish nothing (the same
+    /// as `run --dry-run`).
+    Preview(RunArgs),
+    /// Explain the filter policy of a workflow.
+    #[command(subcommand)]
+    Filters(FiltersCommand),
     /// Manage credentials: secrets live in the vault, workflows name them by GUID.
     #[command(subcommand)]
     Credential(credentials::CredentialCommand),
@@ -87,8 +93,46 @@ struct RunArgs {
     /// Id of a stored workflow (`airlock workflow create`): the trigger's only input.
     #[arg(long, short, value_name = "ID", group = "what")]
     workflow: Option<String>,
+    /// Extract and filter, show what would leave (counts, field actions, bytes, samples) and
+    /// publish nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Sample assets shown per kind by a dry run.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    samples: usize,
     #[command(flatten)]
     common: CommonRunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum FiltersCommand {
+    /// Say for each qualified name whether it is kept, and which rule decides.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExplainArgs {
+    /// Workflow config file (TOML).
+    #[arg(
+        long,
+        short,
+        value_name = "FILE",
+        required_unless_present = "workflow",
+        conflicts_with = "workflow"
+    )]
+    config: Option<PathBuf>,
+    /// Id of a stored workflow.
+    #[arg(long, short, value_name = "ID")]
+    workflow: Option<String>,
+    /// The asset kind of the names (checks `filters.kinds` and selects field rules).
+    #[arg(long, value_name = "KIND")]
+    kind: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Qualified names as the output writes them, e.g. shop.main.orders or db."odd.name".t
+    #[arg(required = true, value_name = "NAME")]
+    names: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +173,11 @@ pub async fn main() -> i32 {
     let home_dir = cli.home.clone().unwrap_or_else(Home::default_dir);
     match cli.command {
         Command::Run(args) => run_command(&args, &home_dir).await,
+        Command::Preview(mut args) => {
+            args.dry_run = true;
+            run_command(&args, &home_dir).await
+        }
+        Command::Filters(FiltersCommand::Explain(args)) => explain(&args, &home_dir),
         Command::Credential(c) => credentials::credential(c, &home_dir).await,
         Command::Workflow(c) => credentials::workflow(c, &home_dir),
         Command::Audit(a) => credentials::audit(a, &home_dir),
@@ -149,43 +198,135 @@ pub(crate) fn open_home(dir: &Path) -> Result<Home, i32> {
     })
 }
 
-async fn run_command(args: &RunArgs, home_dir: &Path) -> i32 {
-    let json = args.common.json;
-    let cfg = match (&args.config, &args.workflow) {
-        (Some(path), _) => match LoadedConfig::load(path) {
-            Ok(cfg) => cfg,
-            Err(e) => return fail(&RunError::Config(e), json),
-        },
-        (None, Some(id)) => {
-            let home = match open_home(home_dir) {
-                Ok(h) => h,
-                Err(code) => return code,
+/// Loads a config file or a stored workflow, opening the home when it is needed (a stored
+/// workflow, a source credential, or a `hash` field rule's key credential).
+fn load_target(
+    config: &Option<PathBuf>,
+    workflow: &Option<String>,
+    home_dir: &Path,
+    json: bool,
+) -> Result<(LoadedConfig, Option<Home>), i32> {
+    match (config, workflow) {
+        (Some(path), _) => {
+            let cfg = LoadedConfig::load(path).map_err(|e| fail(&RunError::Config(e), json))?;
+            let needs_home = cfg.config.source.credential.is_some()
+                || cfg
+                    .config
+                    .filters
+                    .fields
+                    .iter()
+                    .any(|f| f.key_credential.is_some());
+            let home = if needs_home {
+                Some(open_home(home_dir)?)
+            } else {
+                None
             };
-            match home.load_workflow(id) {
-                Ok(cfg) => return run_and_report(&cfg, &args.common, Some(&home)).await,
-                Err(e) => {
-                    return fail(
-                        &RunError::Config(crate::config::ConfigError::Invalid(e.to_string())),
-                        json,
-                    )
-                }
-            }
+            Ok((cfg, home))
+        }
+        (None, Some(id)) => {
+            let home = open_home(home_dir)?;
+            let cfg = home.load_workflow(id).map_err(|e| {
+                fail(
+                    &RunError::Config(crate::config::ConfigError::Invalid(e.to_string())),
+                    json,
+                )
+            })?;
+            Ok((cfg, Some(home)))
         }
         (None, None) => {
             eprintln!("error: pass --config FILE or --workflow ID");
+            Err(2)
+        }
+    }
+}
+
+async fn run_command(args: &RunArgs, home_dir: &Path) -> i32 {
+    let (cfg, home) = match load_target(&args.config, &args.workflow, home_dir, args.common.json) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    if args.dry_run {
+        preview_and_report(&cfg, &args.common, home.as_ref(), args.samples).await
+    } else {
+        run_and_report(&cfg, &args.common, home.as_ref()).await
+    }
+}
+
+fn explain(args: &ExplainArgs, home_dir: &Path) -> i32 {
+    let (cfg, _home) = match (&args.config, &args.workflow) {
+        (Some(path), _) => match LoadedConfig::load(path) {
+            Ok(cfg) => (cfg, None),
+            Err(e) => return fail(&RunError::Config(e), args.json),
+        },
+        _ => match load_target(&None, &args.workflow, home_dir, args.json) {
+            Ok(t) => t,
+            Err(code) => return code,
+        },
+    };
+    let kind = match args
+        .kind
+        .as_deref()
+        .map(str::parse::<crate::pipeline::asset::AssetKind>)
+    {
+        None => None,
+        Some(Ok(k)) => Some(k),
+        Some(Err(e)) => {
+            eprintln!("error: --kind: {e}");
             return 2;
         }
     };
-    // Only a config that names a credential needs the home (state store and vault).
-    if cfg.config.source.credential.is_some() {
-        let home = match open_home(home_dir) {
-            Ok(h) => h,
-            Err(code) => return code,
-        };
-        run_and_report(&cfg, &args.common, Some(&home)).await
-    } else {
-        run_and_report(&cfg, &args.common, None).await
+    let policy = match crate::pipeline::filter::FilterPolicy::compile_for(
+        &cfg.config.filters,
+        &cfg.config.source.plugin,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            return fail(
+                &RunError::Config(crate::config::ConfigError::Invalid(e.to_string())),
+                args.json,
+            )
+        }
+    };
+    let mut explanations = Vec::new();
+    for name in &args.names {
+        match policy.explain(name, kind) {
+            Ok(e) => explanations.push(e),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        }
     }
+    if args.json {
+        let v = serde_json::json!({
+            "case_sensitive": policy.case_sensitive(),
+            "digest": policy.digest(),
+            "names": explanations,
+        });
+        println!("{v}");
+        return 0;
+    }
+    println!(
+        "filters (digest {}): {} matching",
+        policy.digest(),
+        if policy.case_sensitive() {
+            "case-sensitive"
+        } else {
+            "case-insensitive"
+        }
+    );
+    for e in &explanations {
+        match e.kind {
+            Some(k) => println!("{} ({k}): {}", e.name, e.decision),
+            None => println!("{}: {}", e.name, e.decision),
+        }
+        if e.decision.keeps() {
+            for rule in &e.fields {
+                println!("  field rule: {rule}");
+            }
+        }
+    }
+    0
 }
 
 fn init_tracing() {
@@ -271,6 +412,100 @@ async fn demo(args: &DemoArgs) -> i32 {
     match LoadedConfig::load(&config) {
         Ok(cfg) => run_and_report(&cfg, &args.common, None).await,
         Err(e) => fail(&RunError::Config(e), args.common.json),
+    }
+}
+
+async fn preview_and_report(
+    cfg: &LoadedConfig,
+    args: &CommonRunArgs,
+    home: Option<&Home>,
+    samples: usize,
+) -> i32 {
+    let runtime = match runtime(args.no_cache) {
+        Ok(r) => r,
+        Err(e) => return fail(&e, args.json),
+    };
+    let observer = observer(args.json);
+    let plugins = plugin_dir(&args.plugin_dir);
+    let result = tokio::select! {
+        r = run::preview_workflow_in(&runtime, cfg, &plugins, observer.clone(), home, samples) => r,
+        _ = tokio::signal::ctrl_c() => {
+            drop(observer);
+            eprintln!("interrupted: nothing was published");
+            return 130;
+        }
+    };
+    drop(observer);
+    match result {
+        Ok(report) => {
+            print_preview(&report, args.json);
+            0
+        }
+        Err(e) => fail(&e, args.json),
+    }
+}
+
+fn print_preview(r: &PreviewReport, json: bool) {
+    let m = &r.manifest;
+    let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
+    if json {
+        let v = serde_json::json!({
+            "status": "preview",
+            "published": false,
+            "run_id": m.run_id,
+            "plugin": m.plugin,
+            "filter": m.filter,
+            "counts": m.counts,
+            "totals": m.totals,
+            "files": m.files,
+            "bytes": bytes,
+            "samples": r.samples,
+            "warnings": m.warnings,
+        });
+        println!("{v}");
+        return;
+    }
+    println!(
+        "preview {}: {} assets would leave of {} emitted, {bytes} bytes; nothing was published",
+        m.run_id, m.totals.kept, m.totals.emitted
+    );
+    println!(
+        "  {:<18} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10}",
+        "kind", "emitted", "kept", "filter", "oversize", "cap", "secret", "bytes"
+    );
+    for (kind, c) in &m.counts {
+        let kind_bytes: u64 = m
+            .files
+            .iter()
+            .filter(|f| &f.kind == kind)
+            .map(|f| f.bytes)
+            .sum();
+        println!(
+            "  {:<18} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10}",
+            kind,
+            c.emitted,
+            c.kept,
+            c.dropped_filter,
+            c.dropped_oversize,
+            c.dropped_kind_limit,
+            c.quarantined,
+            kind_bytes
+        );
+    }
+    for (kind, c) in &m.counts {
+        for (field, actions) in &c.fields {
+            for (action, n) in actions {
+                println!("field {kind}.{field}: {action} x{n}");
+            }
+        }
+    }
+    for (kind, lines) in &r.samples {
+        for line in lines {
+            println!("sample {kind}: {line}");
+        }
+    }
+    for w in m.warnings.iter().take(10) {
+        println!("warning: {w}");
     }
 }
 

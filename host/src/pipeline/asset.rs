@@ -96,6 +96,12 @@ impl fmt::Display for AssetKind {
     }
 }
 
+impl serde::Serialize for AssetKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl FromStr for AssetKind {
     type Err = String;
 

@@ -12,13 +12,18 @@
 //! its name or an ancestor's name (including a table keeps its columns), or — for globs
 //! without `**` — the asset is an ancestor of what the glob can match (including
 //! `shop.sales.*` keeps the database `shop` and the schema `shop.sales`).
-//! Exclude wins over include. Matching is case-sensitive.
+//! Exclude wins over include. Matching is case-sensitive unless `case_sensitive = false`, or
+//! the source engine's identifiers are case-insensitive ([`default_case_sensitive`]).
 
-use regex::Regex;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use regex::{Regex, RegexBuilder};
 use sha2::{Digest, Sha256};
 
 use super::asset::{qualified_name, AssetKind};
-use crate::config::FilterConfig;
+use super::fields::FieldPolicy;
+use crate::config::{FilterConfig, OnSecret};
 
 /// A compiled filter policy.
 #[derive(Debug, Clone)]
@@ -26,7 +31,25 @@ pub struct FilterPolicy {
     include: Vec<Pattern>,
     exclude: Vec<Pattern>,
     kinds: Vec<AssetKind>,
+    case_sensitive: bool,
+    fields: FieldPolicy,
+    max_per_kind: BTreeMap<AssetKind, u64>,
+    on_secret: OnSecret,
     digest: String,
+}
+
+/// Whether names of a source are matched case-sensitively when `filters.case_sensitive` is
+/// unset. `plugin` is `source.plugin`: a name, or a `.wasm` path whose file stem is the name.
+/// SQLite identifiers are case-insensitive (a database cannot hold both `Orders` and
+/// `orders`), so SQLite matches case-insensitively; PostgreSQL (quoted names keep their case)
+/// and MySQL/MariaDB (table names are case-sensitive on Linux) and every other plugin match
+/// case-sensitively.
+pub fn default_case_sensitive(plugin: &str) -> bool {
+    let stem = std::path::Path::new(plugin)
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    stem != "sqlite"
 }
 
 #[derive(Debug, Clone)]
@@ -59,14 +82,35 @@ impl Decision {
     }
 }
 
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::KeptAll => f.write_str("kept: filters.include is empty, so everything is"),
+            Decision::Included(p) => write!(f, "kept: included by `{p}`"),
+            Decision::Excluded(p) => write!(f, "dropped: excluded by `{p}`"),
+            Decision::NotIncluded => f.write_str("dropped: no include pattern matches"),
+            Decision::KindNotAllowed => f.write_str("dropped: its kind is not in filters.kinds"),
+        }
+    }
+}
+
 /// A pattern that does not compile.
 #[derive(Debug, thiserror::Error)]
 #[error("filters: {0}")]
 pub struct FilterError(String);
 
 impl FilterPolicy {
-    /// Compiles the `[filters]` table.
+    /// Compiles the `[filters]` table; unset `case_sensitive` means case-sensitive.
     pub fn compile(cfg: &FilterConfig) -> Result<Self, FilterError> {
+        Self::compile_for(cfg, "")
+    }
+
+    /// Compiles the `[filters]` table for a source read by `plugin` (`source.plugin`), which
+    /// decides case sensitivity when the table does not.
+    pub fn compile_for(cfg: &FilterConfig, plugin: &str) -> Result<Self, FilterError> {
+        let case_sensitive = cfg
+            .case_sensitive
+            .unwrap_or_else(|| default_case_sensitive(plugin));
         let kinds = cfg
             .kinds
             .iter()
@@ -78,20 +122,84 @@ impl FilterPolicy {
         let include = cfg
             .include
             .iter()
-            .map(|p| Pattern::compile(p).map_err(|e| FilterError(format!("filters.include: {e}"))))
+            .map(|p| {
+                Pattern::compile(p, case_sensitive)
+                    .map_err(|e| FilterError(format!("filters.include: {e}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let exclude = cfg
             .exclude
             .iter()
-            .map(|p| Pattern::compile(p).map_err(|e| FilterError(format!("filters.exclude: {e}"))))
+            .map(|p| {
+                Pattern::compile(p, case_sensitive)
+                    .map_err(|e| FilterError(format!("filters.exclude: {e}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let canonical = serde_json::to_vec(cfg).unwrap_or_default();
+        let fields = FieldPolicy::compile(&cfg.fields).map_err(FilterError)?;
+        let mut max_per_kind = BTreeMap::new();
+        for (k, n) in &cfg.max_per_kind {
+            let kind = k
+                .parse::<AssetKind>()
+                .map_err(|e| FilterError(format!("filters.max_per_kind: {e}")))?;
+            max_per_kind.insert(kind, *n);
+        }
+        // The digest covers the resolved case sensitivity, which the engine may have chosen.
+        let mut resolved = cfg.clone();
+        resolved.case_sensitive = Some(case_sensitive);
+        let canonical = serde_json::to_vec(&resolved).unwrap_or_default();
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&canonical)));
         Ok(FilterPolicy {
             include,
             exclude,
             kinds,
+            case_sensitive,
+            fields,
+            max_per_kind,
+            on_secret: cfg.on_secret.unwrap_or_default(),
             digest,
+        })
+    }
+
+    /// Whether name patterns match case-sensitively.
+    pub fn case_sensitive(&self) -> bool {
+        self.case_sensitive
+    }
+
+    /// The field rules.
+    pub fn fields(&self) -> &FieldPolicy {
+        &self.fields
+    }
+
+    /// The cap on kept assets of `kind`, if any.
+    pub fn max_for(&self, kind: AssetKind) -> Option<u64> {
+        self.max_per_kind.get(&kind).copied()
+    }
+
+    /// What a secret found in the output does.
+    pub fn on_secret(&self) -> OnSecret {
+        self.on_secret
+    }
+
+    /// Explains the decision for a qualified name (as the output writes it); without `kind`
+    /// the kind allow-list is not consulted.
+    pub fn explain(&self, name: &str, kind: Option<AssetKind>) -> Result<Explanation, String> {
+        let path = parse_qualified_name(name)?;
+        let decision = match kind {
+            Some(k) => self.decide(k, &path),
+            None => self.decide_path(&path),
+        };
+        let fields = self
+            .fields
+            .rules()
+            .iter()
+            .filter(|r| kind.is_none_or(|k| r.applies_to(k)))
+            .map(|r| r.to_string())
+            .collect();
+        Ok(Explanation {
+            name: qualified_name(&path),
+            kind,
+            decision,
+            fields,
         })
     }
 
@@ -110,6 +218,11 @@ impl FilterPolicy {
         if !self.kinds.is_empty() && !self.kinds.contains(&kind) {
             return Decision::KindNotAllowed;
         }
+        self.decide_path(path)
+    }
+
+    /// Decides on the name alone (include/exclude), whatever the kind.
+    pub fn decide_path(&self, path: &[String]) -> Decision {
         let names: Vec<String> = (1..=path.len())
             .map(|n| qualified_name(&path[..n]))
             .collect();
@@ -137,13 +250,94 @@ impl FilterPolicy {
     }
 }
 
+/// Why one name is kept or dropped, for `airlock filters explain`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Explanation {
+    /// The name as the output writes it.
+    pub name: String,
+    /// The kind asked about, if any.
+    pub kind: Option<AssetKind>,
+    /// The decision and the pattern behind it.
+    pub decision: Decision,
+    /// Field rules that apply to assets of this kind (every rule without a kind).
+    pub fields: Vec<String>,
+}
+
+impl serde::Serialize for Decision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (rule, pattern) = match self {
+            Decision::KeptAll => ("include-empty", None),
+            Decision::Included(p) => ("include", Some(p)),
+            Decision::Excluded(p) => ("exclude", Some(p)),
+            Decision::NotIncluded => ("not-included", None),
+            Decision::KindNotAllowed => ("kind-not-allowed", None),
+        };
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("kept", &self.keeps())?;
+        m.serialize_entry("rule", rule)?;
+        m.serialize_entry("pattern", &pattern)?;
+        m.end()
+    }
+}
+
+/// Splits a qualified name into its segments: `.` separates them, a segment in double quotes
+/// may hold `.` and `""` (one `"`), as [`qualified_name`] writes them.
+pub fn parse_qualified_name(name: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut chars = name.chars().peekable();
+    loop {
+        let mut seg = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        seg.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => seg.push(c),
+                    None => return Err(format!("`{name}`: unterminated quoted segment")),
+                }
+            }
+            if !matches!(chars.peek(), None | Some('.')) {
+                return Err(format!("`{name}`: `.` expected after a quoted segment"));
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' {
+                    break;
+                }
+                seg.push(c);
+                chars.next();
+            }
+        }
+        if seg.is_empty() {
+            return Err(format!("`{name}`: empty segment"));
+        }
+        out.push(seg);
+        match chars.next() {
+            Some('.') => continue,
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+fn regex(source: &str, case_sensitive: bool) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(source)
+        .case_insensitive(!case_sensitive)
+        .build()
+}
+
 impl Pattern {
-    fn compile(source: &str) -> Result<Self, String> {
+    fn compile(source: &str, case_sensitive: bool) -> Result<Self, String> {
         if source.trim().is_empty() {
             return Err("empty pattern".into());
         }
         if let Some(re) = source.strip_prefix("re:") {
-            let whole = Regex::new(&format!("^(?:{re})$")).map_err(|e| {
+            let whole = regex(&format!("^(?:{re})$"), case_sensitive).map_err(|e| {
                 format!("pattern `{source}` is not a valid regular expression: {e}")
             })?;
             return Ok(Pattern {
@@ -152,14 +346,16 @@ impl Pattern {
                 prefixes: Vec::new(),
             });
         }
-        let whole = Regex::new(&format!("^{}$", glob_to_regex(source)))
+        let whole = regex(&format!("^{}$", glob_to_regex(source)), case_sensitive)
             .map_err(|e| format!("pattern `{source}`: {e}"))?;
         let mut prefixes = Vec::new();
         if !source.contains("**") {
             let segments: Vec<&str> = source.split('.').collect();
             for n in 1..segments.len() {
                 let re = format!("^{}$", glob_to_regex(&segments[..n].join(".")));
-                prefixes.push(Regex::new(&re).map_err(|e| format!("pattern `{source}`: {e}"))?);
+                prefixes.push(
+                    regex(&re, case_sensitive).map_err(|e| format!("pattern `{source}`: {e}"))?,
+                );
             }
         }
         Ok(Pattern {
@@ -196,6 +392,7 @@ mod tests {
             include: include.iter().map(|s| s.to_string()).collect(),
             exclude: exclude.iter().map(|s| s.to_string()).collect(),
             kinds: kinds.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
         })
         .unwrap()
     }
@@ -274,6 +471,74 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("re:("), "{err}");
+    }
+
+    #[test]
+    fn case_sensitivity_follows_the_engine_unless_set() {
+        let cfg = FilterConfig {
+            include: vec!["Shop.Main.ORDERS".into(), "re:shop\\.main\\.cust.*".into()],
+            ..Default::default()
+        };
+        let pg = FilterPolicy::compile_for(&cfg, "postgres").unwrap();
+        let lite = FilterPolicy::compile_for(&cfg, "/x/plugins/sqlite.wasm").unwrap();
+        assert!(pg.case_sensitive());
+        assert!(!lite.case_sensitive());
+        assert!(FilterPolicy::compile_for(&cfg, "mysql")
+            .unwrap()
+            .case_sensitive());
+        assert_eq!(
+            pg.decide(AssetKind::Table, &path("shop.main.orders")),
+            Decision::NotIncluded
+        );
+        assert_eq!(
+            lite.decide(AssetKind::Table, &path("shop.main.orders")),
+            Decision::Included("Shop.Main.ORDERS".into())
+        );
+        assert!(lite
+            .decide(AssetKind::Table, &path("SHOP.MAIN.Customers"))
+            .keeps());
+        assert!(!pg
+            .decide(AssetKind::Table, &path("SHOP.MAIN.Customers"))
+            .keeps());
+        let forced = FilterPolicy::compile_for(
+            &FilterConfig {
+                case_sensitive: Some(true),
+                ..cfg.clone()
+            },
+            "sqlite",
+        )
+        .unwrap();
+        assert!(!forced
+            .decide(AssetKind::Table, &path("shop.main.orders"))
+            .keeps());
+        assert_ne!(pg.digest(), lite.digest());
+    }
+
+    #[test]
+    fn qualified_names_parse_back() {
+        assert_eq!(
+            parse_qualified_name("db.\"a.b\".\"t\"\"x\"").unwrap(),
+            vec!["db", "a.b", "t\"x"]
+        );
+        assert!(parse_qualified_name("db..t").is_err());
+        assert!(parse_qualified_name("db.\"open").is_err());
+        let p = policy(&["shop.main.*"], &["shop.main.\"odd.name\""], &["table"]);
+        let e = p.explain("shop.main.\"odd.name\"", None).unwrap();
+        assert_eq!(
+            e.decision,
+            Decision::Excluded("shop.main.\"odd.name\"".into())
+        );
+        let e = p
+            .explain("shop.main.orders", Some(AssetKind::Column))
+            .unwrap();
+        assert_eq!(e.decision, Decision::KindNotAllowed);
+        assert_eq!(
+            p.explain("shop.main.orders", None)
+                .unwrap()
+                .decision
+                .to_string(),
+            "kept: included by `shop.main.*`"
+        );
     }
 
     #[test]

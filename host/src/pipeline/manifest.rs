@@ -67,6 +67,22 @@ pub struct FilterRef {
     pub exclude: Vec<String>,
     /// Allowed asset kinds (empty: all).
     pub kinds: Vec<String>,
+    /// Whether name patterns matched case-sensitively.
+    #[serde(default = "yes")]
+    pub case_sensitive: bool,
+    /// Field rules, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<crate::config::FieldRuleConfig>,
+    /// Caps on kept assets per kind.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub max_per_kind: BTreeMap<String, u64>,
+    /// What a secret found by the outbound scan does (`fail` or `quarantine`).
+    #[serde(default)]
+    pub on_secret: crate::config::OnSecret,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Phase durations in milliseconds.
@@ -85,13 +101,9 @@ pub struct Timings {
 impl Manifest {
     /// Sums the per-kind counts.
     pub fn sum_counts(counts: &BTreeMap<String, KindCounts>) -> KindCounts {
-        counts
-            .values()
-            .fold(KindCounts::default(), |acc, c| KindCounts {
-                emitted: acc.emitted + c.emitted,
-                kept: acc.kept + c.kept,
-                dropped_filter: acc.dropped_filter + c.dropped_filter,
-                dropped_oversize: acc.dropped_oversize + c.dropped_oversize,
-            })
+        counts.values().fold(KindCounts::default(), |mut acc, c| {
+            acc.add(c);
+            acc
+        })
     }
 }

@@ -1,21 +1,30 @@
-//! The data-minimization pipeline: validate -> filter -> spool, with counts for the manifest.
+//! The data-minimization pipeline: validate -> include/exclude and kinds -> field rules ->
+//! size limits (bytes per asset, assets per kind) -> secret scan -> spool, with counts for the
+//! manifest.
 //!
 //! Every asset a plugin emits passes through [`Pipeline::accept`] inside the `emit` host call,
 //! so nothing reaches the output that the host has not checked.
 
 pub mod asset;
+pub mod fields;
 pub mod filter;
 pub mod manifest;
+pub mod scan;
 pub mod spool;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::OnSecret;
 use crate::runtime::limits::{LimitExceeded, Limits};
+use crate::state::RunAudit;
 use asset::{qualified_name, AssetKind};
+use fields::{FieldCounts, HashKeys};
 use filter::FilterPolicy;
+use scan::OutboundScanner;
 use spool::{SpoolWriter, SpooledFile};
 
 /// Maximum bytes of one path segment.
@@ -43,8 +52,36 @@ pub struct KindCounts {
     pub kept: u64,
     /// Assets dropped by include/exclude or the kind allow-list.
     pub dropped_filter: u64,
-    /// Assets dropped because they exceeded `limits.asset_kb`.
+    /// Assets dropped because they exceeded `limits.asset_kb` (after field rules).
     pub dropped_oversize: u64,
+    /// Assets dropped because `filters.max_per_kind` of their kind were already kept.
+    #[serde(default)]
+    pub dropped_kind_limit: u64,
+    /// Assets withheld because their output held a secret resolved by the run.
+    #[serde(default)]
+    pub quarantined: u64,
+    /// Values changed by field rules: field -> action (`drop`, `mask`, `hash`, `truncate`,
+    /// `redact`) -> number of assets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: FieldCounts,
+}
+
+impl KindCounts {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &KindCounts) {
+        self.emitted += other.emitted;
+        self.kept += other.kept;
+        self.dropped_filter += other.dropped_filter;
+        self.dropped_oversize += other.dropped_oversize;
+        self.dropped_kind_limit += other.dropped_kind_limit;
+        self.quarantined += other.quarantined;
+        for (field, actions) in &other.fields {
+            let mine = self.fields.entry(field.clone()).or_default();
+            for (action, n) in actions {
+                *mine.entry(action.clone()).or_default() += n;
+            }
+        }
+    }
 }
 
 /// Why the pipeline refused a batch; every variant fails the run.
@@ -59,6 +96,12 @@ pub enum PipelineError {
     /// Writing the spool failed (full disk, permissions, ...).
     #[error("cannot write the output spool: {0}")]
     Io(#[from] std::io::Error),
+    /// The outbound scan found a secret resolved by this run; the asset was quarantined.
+    #[error("{0}")]
+    SecretDetected(String),
+    /// The filter policy cannot be applied (e.g. an HMAC key is missing).
+    #[error("filters: {0}")]
+    Policy(String),
 }
 
 /// The per-run pipeline state.
@@ -73,6 +116,9 @@ pub struct Pipeline {
     total_assets: u64,
     total_bytes: u64,
     warnings: Vec<String>,
+    hash_keys: HashKeys,
+    scanner: Arc<OutboundScanner>,
+    audit: Option<RunAudit>,
 }
 
 #[derive(Serialize)]
@@ -97,6 +143,28 @@ impl Pipeline {
             total_assets: 0,
             total_bytes: 0,
             warnings: Vec::new(),
+            hash_keys: HashKeys::default(),
+            scanner: Arc::new(OutboundScanner::new()),
+            audit: None,
+        }
+    }
+
+    /// Scans every output line with `scanner` (which the run's logins feed) and audits hits.
+    pub fn with_scanner(mut self, scanner: Arc<OutboundScanner>, audit: RunAudit) -> Self {
+        self.scanner = scanner;
+        self.audit = Some(audit);
+        self
+    }
+
+    /// The HMAC keys of the policy's `hash` rules.
+    pub fn with_hash_keys(mut self, keys: HashKeys) -> Self {
+        self.hash_keys = keys;
+        self
+    }
+
+    fn warn(&mut self, message: String) {
+        if self.warnings.len() < 100 {
+            self.warnings.push(message);
         }
     }
 
@@ -147,63 +215,119 @@ impl Pipeline {
             .into());
         }
         validate_path(asset.kind, &asset.path)?;
-        let counts = self.counts.entry(asset.kind).or_default();
-        counts.emitted += 1;
+        let kind = asset.kind;
+        self.counts.entry(kind).or_default().emitted += 1;
         let name = qualified_name(&asset.path);
-        if size > self.asset_bytes {
-            counts.dropped_oversize += 1;
-            if self.warnings.len() < 100 {
-                self.warnings.push(format!(
-                    "dropped {} {name}: {size} bytes exceed limits.asset_kb",
-                    asset.kind
-                ));
-            }
-            return Ok(());
-        }
         // Validate without building a map: the raw text is checked to be one JSON value
-        // and an object, then copied into the output line as it is.
+        // and an object.
         let attributes: &serde_json::value::RawValue =
             match serde_json::from_str(&asset.attributes_json) {
                 Ok(raw) => raw,
                 Err(e) => {
                     return Err(PipelineError::Invalid(format!(
-                        "{} {name}: attributes are not valid JSON ({e})",
-                        asset.kind
+                        "{kind} {name}: attributes are not valid JSON ({e})"
                     )))
                 }
             };
         if !attributes.get().trim_start().starts_with('{') {
             return Err(PipelineError::Invalid(format!(
-                "{} {name}: attributes are not a JSON object",
-                asset.kind
+                "{kind} {name}: attributes are not a JSON object"
             )));
         }
-        if !self.policy.decide(asset.kind, &asset.path).keeps() {
-            counts.dropped_filter += 1;
+        if !self.policy.decide(kind, &asset.path).keeps() {
+            self.counts.entry(kind).or_default().dropped_filter += 1;
             return Ok(());
         }
-        // JSON strings cannot hold raw line breaks, so any in the text is whitespace; compact
-        // it so one asset stays one line.
-        let compacted;
-        let attributes = if attributes.get().contains(['\n', '\r']) {
-            let value: serde_json::Value = serde_json::from_str(attributes.get())
-                .map_err(|e| PipelineError::Invalid(format!("{} {name}: {e}", asset.kind)))?;
-            compacted = serde_json::value::to_raw_value(&value)
-                .map_err(|e| PipelineError::Invalid(format!("{} {name}: {e}", asset.kind)))?;
-            compacted.as_ref()
+        if let Some(max) = self.policy.max_for(kind) {
+            let counts = self.counts.entry(kind).or_default();
+            if counts.kept >= max {
+                counts.dropped_kind_limit += 1;
+                if counts.dropped_kind_limit == 1 {
+                    self.warn(format!(
+                        "kept the first {max} {kind} assets (filters.max_per_kind); the rest are dropped and counted"
+                    ));
+                }
+                return Ok(());
+            }
+        }
+        // Rewrite the attributes when a field rule applies, when the text has line breaks
+        // (one asset stays one line), and whenever the run has secrets to scan for: the
+        // canonical form leaves no `\u` escapes a secret could hide behind.
+        // Field changes count only for assets that are written.
+        let mut changed = FieldCounts::new();
+        let rewritten;
+        let attributes = if self.policy.fields().applies_to(kind)
+            || self.scanner.is_armed()
+            || attributes.get().contains(['\n', '\r'])
+        {
+            let mut map: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(attributes.get())
+                    .map_err(|e| PipelineError::Invalid(format!("{kind} {name}: {e}")))?;
+            self.policy
+                .fields()
+                .apply(kind, &mut map, &self.hash_keys, &mut changed)
+                .map_err(PipelineError::Policy)?;
+            rewritten = serde_json::value::to_raw_value(&map)
+                .map_err(|e| PipelineError::Invalid(format!("{kind} {name}: {e}")))?;
+            rewritten.as_ref()
         } else {
             attributes
         };
+        let size = attributes.get().len() + asset.path.iter().map(String::len).sum::<usize>();
+        if size > self.asset_bytes {
+            self.counts.entry(kind).or_default().dropped_oversize += 1;
+            self.warn(format!(
+                "dropped {kind} {name}: {size} bytes exceed limits.asset_kb"
+            ));
+            return Ok(());
+        }
         let line = serde_json::to_vec(&OutputLine {
-            kind: asset.kind.as_str(),
+            kind: kind.as_str(),
             qualified_name: &name,
             path: &asset.path,
             attributes,
         })
-        .map_err(|e| PipelineError::Invalid(format!("{} {name}: {e}", asset.kind)))?;
-        self.spool.write_line(asset.kind, &line)?;
+        .map_err(|e| PipelineError::Invalid(format!("{kind} {name}: {e}")))?;
+        if let Some(encoding) = self.scanner.find(&line) {
+            return self.quarantine(kind, &name, encoding);
+        }
+        self.spool.write_line(kind, &line)?;
+        let counts = self.counts.entry(kind).or_default();
         counts.kept += 1;
+        counts.add(&KindCounts {
+            fields: changed,
+            ..KindCounts::default()
+        });
         Ok(())
+    }
+
+    /// Withholds an asset whose output holds a resolved secret, audits it (naming the asset,
+    /// never the secret) and fails the run unless `filters.on_secret = "quarantine"`.
+    fn quarantine(
+        &mut self,
+        kind: AssetKind,
+        name: &str,
+        encoding: &str,
+    ) -> Result<(), PipelineError> {
+        self.counts.entry(kind).or_default().quarantined += 1;
+        let shown = if self.scanner.find(name.as_bytes()).is_some() {
+            "(name withheld: it holds the secret)"
+        } else {
+            name
+        };
+        let detail = format!(
+            "{kind} {shown} quarantined: its output holds a secret this run resolved ({encoding} form); it was not written"
+        );
+        if let Some(audit) = &self.audit {
+            audit.record("secret-scan", "denied", None, None, Some(&detail));
+        }
+        self.warn(detail.clone());
+        match self.policy.on_secret() {
+            OnSecret::Quarantine => Ok(()),
+            OnSecret::Fail => Err(PipelineError::SecretDetected(format!(
+                "outbound secret scan: {detail}; the run fails (filters.on_secret = \"fail\")"
+            ))),
+        }
     }
 
     /// Finishes the spool: flushed, synced and hashed files plus the counts.
@@ -268,7 +392,7 @@ fn validate_path(kind: AssetKind, path: &[String]) -> Result<(), PipelineError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::FilterConfig;
+    use crate::config::{FilterConfig, OnSecret};
 
     fn asset(kind: AssetKind, path: &str, attrs: &str) -> EmittedAsset {
         EmittedAsset {
@@ -339,6 +463,60 @@ mod tests {
             .accept(vec![asset(AssetKind::Table, "db.s.t", "{")])
             .unwrap_err();
         assert!(e.to_string().contains("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn kind_caps_and_secret_quarantine_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = FilterPolicy::compile(&FilterConfig {
+            max_per_kind: [("column".to_string(), 2)].into_iter().collect(),
+            on_secret: Some(OnSecret::Quarantine),
+            ..Default::default()
+        })
+        .unwrap();
+        let scanner = Arc::new(OutboundScanner::new());
+        scanner.register(&crate::secrets::SecretString::new("hunter22".into()));
+        let audit = RunAudit::new(None, "r", None, None);
+        let mut p = Pipeline::new(policy, &Limits::default(), dir.path())
+            .with_scanner(scanner.clone(), audit.clone());
+        p.accept(vec![
+            asset(AssetKind::Column, "db.s.t.a", "{}"),
+            // `\u0068` is `h`: the canonical rewrite undoes the escape before the scan
+            asset(AssetKind::Column, "db.s.t.b", r#"{"c":"pw \u0068unter22"}"#),
+            asset(AssetKind::Column, "db.s.t.c", "{}"),
+            asset(AssetKind::Column, "db.s.t.d", "{}"),
+            asset(AssetKind::Table, "db.s.aHVudGVyMjI", "{}"),
+        ])
+        .unwrap();
+        let out = p.finish().unwrap();
+        let c = &out.counts["column"];
+        assert_eq!(
+            (c.emitted, c.kept, c.quarantined, c.dropped_kind_limit),
+            (4, 2, 1, 1)
+        );
+        assert_eq!(out.counts["table"].quarantined, 1);
+        assert_eq!(out.counts["table"].kept, 0);
+        assert!(
+            out.warnings.iter().any(|w| w.contains("(name withheld")),
+            "{:?}",
+            out.warnings
+        );
+        assert!(out.warnings.iter().all(|w| !w.contains("hunter22")));
+
+        // the default fails the run
+        let dir = tempfile::tempdir().unwrap();
+        let policy = FilterPolicy::compile(&FilterConfig::default()).unwrap();
+        let mut p =
+            Pipeline::new(policy, &Limits::default(), dir.path()).with_scanner(scanner, audit);
+        let e = p
+            .accept(vec![asset(
+                AssetKind::Table,
+                "db.s.t",
+                r#"{"x":"68756e7465723232"}"#,
+            )])
+            .unwrap_err();
+        assert!(matches!(e, PipelineError::SecretDetected(_)), "{e}");
+        assert!(e.to_string().contains("(hex form)"), "{e}");
     }
 
     #[test]
