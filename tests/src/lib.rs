@@ -2,6 +2,8 @@
 //! workflows through the library exactly as the CLI does.
 
 pub mod mariadb;
+pub mod moto;
+pub mod openbao;
 pub mod postgres;
 
 use std::path::{Path, PathBuf};

@@ -57,13 +57,10 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown flag {other}")),
         }
     }
-    for p in [&args.airlock, &args.plugin] {
-        if !p.is_file() {
-            return Err(format!(
-                "{} is missing; ./scripts/bench builds it",
-                p.display()
-            ));
-        }
+    for p in [&mut args.airlock, &mut args.plugin] {
+        // The plugin path goes into a config in another directory: make it absolute.
+        *p = std::fs::canonicalize(&*p)
+            .map_err(|e| format!("{}: {e}; ./scripts/bench builds it", p.display()))?;
     }
     Ok(args)
 }
