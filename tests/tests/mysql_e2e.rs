@@ -218,7 +218,8 @@ async fn driver_verify_full_reads_over_tls_in_a_read_only_session() {
             .expect_err("timeout while streaming"),
     };
     assert!(matches!(err, SqlError::Limit(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Bounded, not timed: the 1 s timeout must not turn into a hang.
+    assert!(started.elapsed() < Duration::from_secs(30));
 
     // Large results stream, and the session is usable after rows are dropped half-read.
     let mut rows = db
