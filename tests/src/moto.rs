@@ -15,6 +15,16 @@ pub struct Moto {
 impl Moto {
     /// Starts `moto_server` and waits until it answers.
     pub fn start() -> Moto {
+        Self::start_with_env(&[])
+    }
+
+    /// Starts `moto_server` with extra environment (e.g. `S3_UPLOAD_PART_MIN_SIZE`).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
+        Self::start_with(&[], env)
+    }
+
+    /// Starts `moto_server` with extra arguments (e.g. `--ssl-cert`) and environment.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Moto {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut last = String::new();
         for _ in 0..5 {
@@ -23,6 +33,8 @@ impl Moto {
             let log = std::fs::File::create(&log_path).expect("log file");
             let mut child = Command::new("moto_server")
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .args(args)
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log handle"))
                 .stderr(log)
@@ -49,6 +61,11 @@ impl Moto {
         panic!("moto_server did not start:\n{last}");
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
@@ -67,6 +84,31 @@ impl Moto {
             .header(
                 "authorization",
                 "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
+            )
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("moto answers");
+        let status = resp.status().as_u16();
+        let json = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    /// Calls Glue action `action` (e.g. `CreateTable`) with a JSON body; returns the status
+    /// and the response JSON. moto routes by the service named in the signature's scope.
+    pub async fn glue_call(
+        &self,
+        client: &reqwest::Client,
+        action: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let resp = client
+            .post(format!("{}/", self.endpoint()))
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", format!("AWSGlue.{action}"))
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/glue/aws4_request, SignedHeaders=host, Signature=0",
             )
             .body(body.to_string())
             .send()

@@ -53,6 +53,35 @@ impl LocalSink {
     }
 }
 
+impl LocalSink {
+    /// Removes all but the newest `keep` published runs: directories named by a run id (UUIDv7,
+    /// so names sort by start time) that hold a manifest. Staging directories and anything else
+    /// are left alone. Returns the removed run ids.
+    pub fn prune(&self, keep: usize) -> std::io::Result<Vec<String>> {
+        let mut runs: Vec<String> = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if uuid::Uuid::parse_str(&name).is_ok()
+                && entry.file_type()?.is_dir()
+                && entry.path().join("manifest.json").is_file()
+            {
+                runs.push(name);
+            }
+        }
+        runs.sort();
+        let excess = runs.len().saturating_sub(keep);
+        let removed: Vec<String> = runs.into_iter().take(excess).collect();
+        for run in &removed {
+            fs::remove_dir_all(self.dir.join(run))?;
+        }
+        if !removed.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+}
+
 impl StagedRun {
     /// The staging directory files are spooled into.
     pub fn dir(&self) -> &Path {
@@ -105,5 +134,39 @@ mod tests {
         fs::write(staged.dir().join("table.jsonl"), "{}\n").unwrap();
         drop(staged);
         assert_eq!(fs::read_dir(dir.path().join("out")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_published_runs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = LocalSink::new(dir.path().to_path_buf());
+        let ids: Vec<String> = (0..4)
+            .map(|i| format!("0190a1b2-000{i}-7000-8000-000000000000"))
+            .collect();
+        for id in &ids {
+            fs::create_dir(dir.path().join(id)).unwrap();
+            fs::write(dir.path().join(id).join("manifest.json"), "{}").unwrap();
+        }
+        // not runs: a staging dir, a run-named dir without manifest, another file
+        fs::create_dir(dir.path().join(format!(".partial-{}", ids[0]))).unwrap();
+        fs::create_dir(dir.path().join("0190a1b1-0000-7000-8000-000000000000")).unwrap();
+        fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        let removed = sink.prune(2).unwrap();
+        assert_eq!(removed, ids[..2].to_vec());
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut expected = vec![
+            format!(".partial-{}", ids[0]),
+            "0190a1b1-0000-7000-8000-000000000000".to_string(),
+            ids[2].clone(),
+            ids[3].clone(),
+            "notes.txt".to_string(),
+        ];
+        expected.sort();
+        assert_eq!(left, expected);
+        assert!(sink.prune(2).unwrap().is_empty());
     }
 }
