@@ -26,6 +26,13 @@ pub struct WorkflowConfig {
     /// Sandbox limits for the plugin; every key has a default.
     #[serde(default)]
     pub limits: Limits,
+    /// Destinations the host may connect to for the plugin (HTTP); empty denies all.
+    #[serde(default, skip_serializing_if = "is_default_network")]
+    pub network: crate::capabilities::http::policy::NetworkConfig,
+}
+
+fn is_default_network(n: &crate::capabilities::http::policy::NetworkConfig) -> bool {
+    *n == crate::capabilities::http::policy::NetworkConfig::default()
 }
 
 /// The `[source]` table.
@@ -50,6 +57,10 @@ pub struct SourceConfig {
     /// TLS settings for network sources (`mode`, `ca_file`, `allow_cleartext_password`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::capabilities::sql::TlsSettings>,
+    /// How the credential authenticates HTTP requests (`header`, `query`, `aws_region`,
+    /// `aws_service`, `allow_cleartext`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<crate::capabilities::http::auth::HttpAuthSettings>,
     /// Directories in which the host may open SQLite files (relative to the config file).
     /// Defaults to the directory of `database`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,7 +170,12 @@ pub enum SinkConfig {
     Local {
         /// Output directory, relative to the config file.
         dir: String,
+        /// Keep only the newest this many published runs in `dir` (default: keep all).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keep_runs: Option<u32>,
     },
+    /// S3-compatible object storage; each run becomes `<prefix>/<run-id>/`.
+    S3(crate::sinks::s3::S3SinkConfig),
 }
 
 /// A configuration error: what is wrong, where, and what to do.
@@ -212,6 +228,17 @@ impl WorkflowConfig {
         crate::pipeline::filter::FilterPolicy::compile(&self.filters)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.limits.check().map_err(ConfigError::Invalid)?;
+        if let SinkConfig::S3(s3) = &self.sink {
+            s3.check().map_err(ConfigError::Invalid)?;
+        }
+        if let SinkConfig::Local {
+            keep_runs: Some(0), ..
+        } = &self.sink
+        {
+            return Err(ConfigError::Invalid(
+                "sink.keep_runs must be at least 1 (leave it out to keep every run)".into(),
+            ));
+        }
         Ok(())
     }
 }

@@ -38,7 +38,7 @@ pub enum HomeError {
 }
 
 /// Credential kinds the registry accepts.
-pub const CREDENTIAL_KINDS: &[&str] = &["password"];
+pub const CREDENTIAL_KINDS: &[&str] = &["password", "token", "aws-access-key", "oauth2-client"];
 
 /// What `credential add` registers besides the secret.
 #[derive(Debug, Clone)]

@@ -21,6 +21,7 @@ use crate::runtime::limits::{LimitExceeded, Limits};
 use crate::runtime::state::{HostFailure, RunState};
 use crate::runtime::{self, ExtractOutcome, LoadError, LoadedPlugin, PluginDescription, Runtime};
 use crate::sinks::local::{LocalSink, StagedRun};
+use crate::sinks::s3::S3Spool;
 
 /// Phases of a run, reported to the observer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +90,9 @@ pub enum RunError {
     /// The outbound scan found a secret this run resolved in what would leave.
     #[error("{0}")]
     SecretDetected(String),
+    /// The object-store upload did not finish; no manifest was uploaded.
+    #[error("{0}")]
+    Upload(String),
 }
 
 impl RunError {
@@ -120,6 +124,7 @@ impl RunError {
             RunError::Runtime(_) => "runtime",
             RunError::Credential(_) => "credential",
             RunError::SecretDetected(_) => "secret-detected",
+            RunError::Upload(_) => "upload",
         }
     }
 }
@@ -198,6 +203,7 @@ enum Finished {
 /// Where a run spools: the sink's staging directory, or a private temporary one (preview).
 enum Staging {
     Sink(StagedRun),
+    Spool(S3Spool),
     Temp(tempfile::TempDir),
 }
 
@@ -205,6 +211,7 @@ impl Staging {
     fn dir(&self) -> &Path {
         match self {
             Staging::Sink(s) => s.dir(),
+            Staging::Spool(s) => s.dir(),
             Staging::Temp(t) => t.path(),
         }
     }
@@ -548,15 +555,42 @@ async fn run_inner(
     let scanner = Arc::new(OutboundScanner::new());
     let hash_keys = resolve_hash_keys(&policy, home, &audit, &scanner).await?;
     let (slots, login) = credentials_for(cfg, &limits, home, audit.clone(), &scanner)?;
+    let http = crate::capabilities::http::HttpAccess::for_run(cfg, home, audit.clone(), &scanner)
+        .map_err(|e| RunError::Config(ConfigError::Invalid(e.to_string())))?;
+    // The sink's access key is resolved before extraction: the scan then catches it too.
+    let s3 = match &config.sink {
+        SinkConfig::S3(s3) => {
+            let mut s3 = s3.clone();
+            s3.ca_file = s3.ca_file.map(|ca| cfg.resolve(&ca).display().to_string());
+            let key = crate::sinks::s3::resolve_access_key(home, &s3, &audit, Some(&scanner))
+                .await
+                .map_err(|e| RunError::Credential(e.to_string()))?;
+            Some((s3, key))
+        }
+        SinkConfig::Local { .. } => None,
+    };
 
-    let SinkConfig::Local { dir } = &config.sink;
-    let sink = LocalSink::new(cfg.resolve(dir));
-    let staged = match mode {
-        Mode::Publish => Staging::Sink(
-            sink.stage(&run_id)
-                .map_err(|e| RunError::Output(format!("{}: {e}", sink.dir().display())))?,
-        ),
-        Mode::Preview { .. } => Staging::Temp(
+    let staged = match (mode, &config.sink, home) {
+        (Mode::Publish, SinkConfig::Local { dir, .. }, _) => {
+            let sink = LocalSink::new(cfg.resolve(dir));
+            Staging::Sink(
+                sink.stage(&run_id)
+                    .map_err(|e| RunError::Output(format!("{}: {e}", sink.dir().display())))?,
+            )
+        }
+        (Mode::Publish, SinkConfig::S3(_), Some(home)) => {
+            let root = crate::sinks::s3::spool_root(home);
+            Staging::Spool(
+                S3Spool::create(&root, &run_id)
+                    .map_err(|e| RunError::Output(format!("{}: {e}", root.display())))?,
+            )
+        }
+        (Mode::Publish, SinkConfig::S3(_), None) => {
+            return Err(RunError::Config(ConfigError::Invalid(
+                "an s3 sink needs an airlock home".into(),
+            )))
+        }
+        (Mode::Preview { .. }, _, _) => Staging::Temp(
             tempfile::Builder::new()
                 .prefix("airlock-preview-")
                 .tempdir()
@@ -574,7 +608,8 @@ async fn run_inner(
         Some(pipeline),
         PluginLog::new(observer.clone(), limits.log_lines),
     )
-    .with_login(login);
+    .with_login(login)
+    .with_http(http);
     let mut store = runtime.new_store(state);
 
     observer.phase(Phase::Extracting);
@@ -687,10 +722,48 @@ async fn run_inner(
         )));
     }
     match (staged, mode) {
+        (Staging::Spool(spool), _) => {
+            let Some((s3, key)) = &s3 else {
+                return Err(RunError::Runtime("s3 sink without settings".into()));
+            };
+            let dir = spool
+                .seal(&manifest, s3)
+                .map_err(|e| RunError::Output(format!("spool: {e}")))?;
+            let uploaded = async {
+                let target = crate::sinks::s3::S3Target::new(s3, key)?;
+                crate::sinks::s3::upload_sealed(&target, &dir, &run_id, s3.fail_after_files).await
+            }
+            .await
+            .map_err(|e| {
+                RunError::Upload(format!(
+                    "{e}; no manifest was uploaded. Finish it with `airlock upload --resume {run_id}`"
+                ))
+            })?;
+            Ok(Finished::Published(RunReport {
+                output_dir: PathBuf::from(uploaded.url),
+                manifest,
+                dropped_log_lines,
+            }))
+        }
         (Staging::Sink(staged), _) => {
+            let sink_dir = staged
+                .dir()
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
             let output_dir = staged
                 .publish(&manifest)
-                .map_err(|e| RunError::Output(format!("{}: {e}", sink.dir().display())))?;
+                .map_err(|e| RunError::Output(format!("{sink_dir}: {e}")))?;
+            if let SinkConfig::Local {
+                keep_runs: Some(keep),
+                ..
+            } = &config.sink
+            {
+                // Retention never fails a published run; a leftover run is only a warning.
+                if let Err(e) = LocalSink::new(PathBuf::from(&sink_dir)).prune(*keep as usize) {
+                    tracing::warn!("sink.keep_runs: cannot remove old runs in {sink_dir}: {e}");
+                }
+            }
             Ok(Finished::Published(RunReport {
                 output_dir,
                 manifest,

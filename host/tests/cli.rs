@@ -225,7 +225,7 @@ fn a_component_for_another_wit_version_is_refused() {
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(
-        e.contains("airlock:connector@0.9.0") && e.contains("serves 0.1.0"),
+        e.contains("airlock:connector@0.9.0") && e.contains("serves 0.2.0, 0.1.0"),
         "{e}"
     );
 }
@@ -256,7 +256,7 @@ fn plugins_list_shows_name_version_digest_and_wit_version() {
         .find(|l| l["file"].as_str().unwrap().ends_with("/sqlite.wasm"))
         .expect("sqlite listed");
     assert_eq!(sqlite["description"]["name"], "sqlite");
-    assert_eq!(sqlite["wit_version"], "0.1.0");
+    assert_eq!(sqlite["wit_version"], "0.2.0");
     assert_eq!(sqlite["sha256"].as_str().unwrap().len(), 64);
     assert!(sqlite["description"]["capabilities"]
         .as_array()

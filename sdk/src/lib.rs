@@ -22,13 +22,14 @@
 //! ```
 //!
 //! The plugin runs in a sandbox: it has no files, no environment, no sockets. It reaches a
-//! source only through the host's capabilities ([`sql`], [`credentials`]) and hands its output
+//! source only through the host's capabilities ([`sql`], [`http`], [`credentials`]) and hands its output
 //! to the host through the [`Emitter`], which batches assets across the boundary.
 
 // Lets the generated bindings name this crate by its public path from inside it too.
 extern crate self as airlock_sdk;
 
 mod emit;
+pub mod http;
 pub mod log;
 pub mod sql;
 
@@ -42,7 +43,7 @@ pub mod __private {
 
     wit_bindgen::generate!({
         world: "connector",
-        path: "../wit/v0.1.0",
+        path: "../wit/v0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_connector_world",
         default_bindings_module: "airlock_sdk::__private",
@@ -179,7 +180,8 @@ pub mod credentials {
     pub use wit::CredentialKind;
 
     /// An opaque handle to a credential the workflow bound to a slot. It can be passed to
-    /// [`crate::sql::Connection::open`]; it never reveals the secret.
+    /// [`crate::sql::Connection::open`] or [`crate::http::Client::open`]; it never reveals
+    /// the secret.
     pub struct Credential(pub(crate) wit::Credential);
 
     impl Credential {

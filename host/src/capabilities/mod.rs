@@ -2,5 +2,6 @@
 //! per-version glue in `runtime::v0_1_0` converts WIT types and forwards here.
 
 pub mod credentials;
+pub mod http;
 pub mod log;
 pub mod sql;

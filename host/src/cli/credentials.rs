@@ -21,8 +21,10 @@ pub enum CredentialCommand {
     /// another backend nothing is read: `--locator` says where the secret lives, and it is
     /// resolved at each login.
     Add {
-        /// Kind of secret.
-        #[arg(long, default_value = "password", value_parser = ["password"])]
+        /// Kind of secret: `password` (SQL logins, HTTP basic), `token` (HTTP bearer / API
+        /// key), `aws-access-key` (`--user` is the access key id; HTTP requests are SigV4-signed)
+        /// or `oauth2-client` (`--user` is the client id; the host fetches access tokens).
+        #[arg(long, default_value = "password", value_parser = ["password", "token", "aws-access-key", "oauth2-client"])]
         kind: String,
         /// User name to log in as.
         #[arg(long)]

@@ -3,6 +3,7 @@
 
 mod credentials;
 mod progress;
+mod upload;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -68,6 +69,8 @@ enum Command {
     Plugins(PluginsCommand),
     /// Create a sample shop database and a config in DIR, run it, and print a summary.
     Demo(DemoArgs),
+    /// Finish an interrupted object-store upload (`--resume RUN`).
+    Upload(upload::UploadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +185,7 @@ pub async fn main() -> i32 {
         Command::Workflow(c) => credentials::workflow(c, &home_dir),
         Command::Audit(a) => credentials::audit(a, &home_dir),
         Command::Demo(args) => demo(&args).await,
+        Command::Upload(args) => upload::upload(&args, &home_dir).await,
         Command::Plugins(PluginsCommand::List {
             dir,
             json,

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod limits;
 pub mod state;
 mod v0_1_0;
+mod v0_2_0;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +17,6 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
-use bindings::v0_1_0::{Connector, ConnectorPre};
 use cache::ComponentCache;
 use limits::LimitExceeded;
 use state::RunState;
@@ -61,7 +61,22 @@ pub struct LoadedPlugin {
     pub wit_version: String,
     /// Whether the compiled form came from the cache.
     pub from_cache: bool,
-    pre: ConnectorPre<RunState>,
+    pre: PluginPre,
+}
+
+/// A pre-linked component, by the WIT version it speaks.
+#[derive(Clone)]
+enum PluginPre {
+    V0_1_0(bindings::v0_1_0::ConnectorPre<RunState>),
+    V0_2_0(bindings::v0_2_0::ConnectorPre<RunState>),
+}
+
+/// An instantiated plugin, by the WIT version it speaks.
+pub enum ConnectorInstance {
+    /// A plugin built against `airlock:connector@0.1.0`.
+    V0_1_0(bindings::v0_1_0::Connector),
+    /// A plugin built against `airlock:connector@0.2.0`.
+    V0_2_0(bindings::v0_2_0::Connector),
 }
 
 /// What a plugin says about itself.
@@ -101,7 +116,15 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker: Linker<RunState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        Connector::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)?;
+        // Both versions' interfaces live side by side: their names carry the version.
+        bindings::v0_1_0::Connector::add_to_linker::<RunState, HasSelf<RunState>>(
+            &mut linker,
+            |s| s,
+        )?;
+        bindings::v0_2_0::Connector::add_to_linker::<RunState, HasSelf<RunState>>(
+            &mut linker,
+            |s| s,
+        )?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let stop = ticker_stop.clone();
         let ticking = engine.clone();
@@ -169,7 +192,14 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(not_connector)?;
-        let pre = ConnectorPre::new(instance_pre).map_err(not_connector)?;
+        let pre = match wit_version.as_str() {
+            "0.1.0" => PluginPre::V0_1_0(
+                bindings::v0_1_0::ConnectorPre::new(instance_pre).map_err(not_connector)?,
+            ),
+            _ => PluginPre::V0_2_0(
+                bindings::v0_2_0::ConnectorPre::new(instance_pre).map_err(not_connector)?,
+            ),
+        };
         Ok(LoadedPlugin {
             path: path.to_path_buf(),
             sha256,
@@ -203,36 +233,27 @@ impl Runtime {
         &self,
         plugin: &LoadedPlugin,
         store: &mut Store<RunState>,
-    ) -> wasmtime::Result<Connector> {
-        plugin.pre.instantiate_async(store).await
+    ) -> wasmtime::Result<ConnectorInstance> {
+        Ok(match &plugin.pre {
+            PluginPre::V0_1_0(pre) => {
+                ConnectorInstance::V0_1_0(pre.instantiate_async(store).await?)
+            }
+            PluginPre::V0_2_0(pre) => {
+                ConnectorInstance::V0_2_0(pre.instantiate_async(store).await?)
+            }
+        })
     }
 }
 
 /// Calls `describe` on an instance.
 pub async fn describe(
-    instance: &Connector,
+    instance: &ConnectorInstance,
     store: &mut Store<RunState>,
 ) -> wasmtime::Result<PluginDescription> {
-    let info = instance.call_describe(store).await?;
-    Ok(PluginDescription {
-        name: info.name,
-        version: info.version,
-        description: info.description,
-        capabilities: info
-            .capabilities
-            .iter()
-            .map(|c| match c {
-                bindings::v0_1_0::airlock::connector::types::Capability::Sql => "sql".to_string(),
-                bindings::v0_1_0::airlock::connector::types::Capability::Http => "http".to_string(),
-            })
-            .collect(),
-        kinds: info
-            .kinds
-            .iter()
-            .map(|k| v0_1_0::asset_kind(*k).as_str().to_string())
-            .collect(),
-        config_schema_json: info.config_schema_json,
-    })
+    match instance {
+        ConnectorInstance::V0_1_0(i) => v0_1_0_calls::describe(i, store).await,
+        ConnectorInstance::V0_2_0(i) => v0_2_0_calls::describe(i, store).await,
+    }
 }
 
 /// The outcome of `extract` as the host sees it.
@@ -245,52 +266,110 @@ pub enum ExtractOutcome {
 
 /// Calls `extract` on an instance.
 pub async fn extract(
-    instance: &Connector,
+    instance: &ConnectorInstance,
     store: &mut Store<RunState>,
     config_json: &str,
     include: Vec<String>,
     exclude: Vec<String>,
     kinds: &[AssetKind],
 ) -> wasmtime::Result<ExtractOutcome> {
-    use bindings::v0_1_0::airlock::connector::types as t;
-    let kinds = kinds.iter().map(|k| to_wit_kind(*k)).collect();
-    let scope = t::Scope {
-        include,
-        exclude,
-        kinds,
-    };
-    match instance.call_extract(store, config_json, &scope).await? {
-        Ok(summary) => Ok(ExtractOutcome::Finished {
-            warnings: summary.warnings,
-        }),
-        Err(e) => {
-            let (kind, message) = v0_1_0::plugin_error(e);
-            Ok(ExtractOutcome::PluginError { kind, message })
+    match instance {
+        ConnectorInstance::V0_1_0(i) => {
+            v0_1_0_calls::extract(i, store, config_json, include, exclude, kinds).await
+        }
+        ConnectorInstance::V0_2_0(i) => {
+            v0_2_0_calls::extract(i, store, config_json, include, exclude, kinds).await
         }
     }
 }
 
-fn to_wit_kind(k: AssetKind) -> bindings::v0_1_0::airlock::connector::types::AssetKind {
-    use bindings::v0_1_0::airlock::connector::types::AssetKind as W;
-    match k {
-        AssetKind::Database => W::Database,
-        AssetKind::Schema => W::Schema,
-        AssetKind::Table => W::Table,
-        AssetKind::View => W::View,
-        AssetKind::MaterializedView => W::MaterializedView,
-        AssetKind::Column => W::Column,
-        AssetKind::PrimaryKey => W::PrimaryKey,
-        AssetKind::UniqueKey => W::UniqueKey,
-        AssetKind::ForeignKey => W::ForeignKey,
-        AssetKind::CheckConstraint => W::CheckConstraint,
-        AssetKind::Index => W::Index,
-        AssetKind::Trigger => W::Trigger,
-        AssetKind::Partition => W::Partition,
-        AssetKind::Function => W::Function,
-        AssetKind::Procedure => W::Procedure,
-        AssetKind::Sequence => W::Sequence,
-    }
+/// The export calls, identical in shape for every version; only the WIT types differ.
+macro_rules! export_calls {
+    ($module:ident, $glue:ident) => {
+        mod $module {
+            use super::bindings::$glue::airlock::connector::types as t;
+            use super::bindings::$glue::Connector;
+            use super::{$glue as glue, AssetKind, ExtractOutcome, PluginDescription, RunState};
+            use wasmtime::Store;
+
+            pub(super) async fn describe(
+                instance: &Connector,
+                store: &mut Store<RunState>,
+            ) -> wasmtime::Result<PluginDescription> {
+                let info = instance.call_describe(store).await?;
+                Ok(PluginDescription {
+                    name: info.name,
+                    version: info.version,
+                    description: info.description,
+                    capabilities: info
+                        .capabilities
+                        .iter()
+                        .map(|c| match c {
+                            t::Capability::Sql => "sql".to_string(),
+                            t::Capability::Http => "http".to_string(),
+                        })
+                        .collect(),
+                    kinds: info
+                        .kinds
+                        .iter()
+                        .map(|k| glue::asset_kind(*k).as_str().to_string())
+                        .collect(),
+                    config_schema_json: info.config_schema_json,
+                })
+            }
+
+            pub(super) async fn extract(
+                instance: &Connector,
+                store: &mut Store<RunState>,
+                config_json: &str,
+                include: Vec<String>,
+                exclude: Vec<String>,
+                kinds: &[AssetKind],
+            ) -> wasmtime::Result<ExtractOutcome> {
+                let kinds = kinds.iter().map(|k| to_wit_kind(*k)).collect();
+                let scope = t::Scope {
+                    include,
+                    exclude,
+                    kinds,
+                };
+                match instance.call_extract(store, config_json, &scope).await? {
+                    Ok(summary) => Ok(ExtractOutcome::Finished {
+                        warnings: summary.warnings,
+                    }),
+                    Err(e) => {
+                        let (kind, message) = glue::plugin_error(e);
+                        Ok(ExtractOutcome::PluginError { kind, message })
+                    }
+                }
+            }
+
+            fn to_wit_kind(k: AssetKind) -> t::AssetKind {
+                use t::AssetKind as W;
+                match k {
+                    AssetKind::Database => W::Database,
+                    AssetKind::Schema => W::Schema,
+                    AssetKind::Table => W::Table,
+                    AssetKind::View => W::View,
+                    AssetKind::MaterializedView => W::MaterializedView,
+                    AssetKind::Column => W::Column,
+                    AssetKind::PrimaryKey => W::PrimaryKey,
+                    AssetKind::UniqueKey => W::UniqueKey,
+                    AssetKind::ForeignKey => W::ForeignKey,
+                    AssetKind::CheckConstraint => W::CheckConstraint,
+                    AssetKind::Index => W::Index,
+                    AssetKind::Trigger => W::Trigger,
+                    AssetKind::Partition => W::Partition,
+                    AssetKind::Function => W::Function,
+                    AssetKind::Procedure => W::Procedure,
+                    AssetKind::Sequence => W::Sequence,
+                }
+            }
+        }
+    };
 }
+
+export_calls!(v0_1_0_calls, v0_1_0);
+export_calls!(v0_2_0_calls, v0_2_0);
 
 /// A component's binary starts with the magic and a layer-1 version field.
 fn is_component(wasm: &[u8]) -> bool {

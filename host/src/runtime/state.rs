@@ -34,6 +34,8 @@ pub struct RunState {
     /// Logging in to network SQL sources; `None` when the workflow binds no credential.
     pub(crate) login: Option<SqlLogin>,
     pub(crate) credentials: CredentialSlots,
+    /// Outbound HTTP; `None` denies every request (no `[network]` allow list).
+    pub(crate) http: Option<std::sync::Arc<crate::capabilities::http::HttpAccess>>,
     /// `None` while only describing a plugin: emitting is then refused.
     pub(crate) pipeline: Option<Pipeline>,
     pub(crate) log: PluginLog,
@@ -76,6 +78,7 @@ impl RunState {
             sql,
             login: None,
             credentials,
+            http: None,
             pipeline,
             log,
             deadline: Instant::now() + std::time::Duration::from_secs(limits.deadline_s),
@@ -93,6 +96,12 @@ impl RunState {
     /// Enables network SQL logins for this run.
     pub fn with_login(mut self, login: Option<SqlLogin>) -> Self {
         self.login = login;
+        self
+    }
+
+    /// Enables outbound HTTP for this run.
+    pub fn with_http(mut self, http: Option<crate::capabilities::http::HttpAccess>) -> Self {
+        self.http = http.map(std::sync::Arc::new);
         self
     }
 

@@ -1,0 +1,470 @@
+//! The HTTP capability's network policy and host-side authentication, against loopback test
+//! servers written here. Nothing leaves 127.0.0.1: denied destinations are refused before any
+//! lookup or connection.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use airlock::home::NewCredential;
+use airlock::secrets::SecretString;
+use airlock_tests::{plugin, read_jsonl, run_in, runtime, Home, Workspace};
+
+const TOKEN: &str = "tok-3f9a1c7e5b2d4e6f8a0b";
+
+/// A loopback HTTP/1.1 server answering every request with `response(head)` (the request line
+/// and headers); it records the head of each request.
+struct TestServer {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestServer {
+    fn start(response: impl Fn(&str) -> String + Send + 'static) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let answer = response(&head);
+                log.lock().unwrap().push(head);
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        TestServer { port, seen }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn ok(body: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn redirect(to: &str) -> String {
+    format!(
+        "HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
+}
+
+fn token_credential(home: &Home, destinations: &[&str]) -> String {
+    home.inner()
+        .add_credential(
+            NewCredential {
+                kind: "token".into(),
+                username: None,
+                engine: None,
+                destinations: destinations.iter().map(|d| d.to_string()).collect(),
+                description: None,
+            },
+            SecretString::new(TOKEN.to_string()),
+        )
+        .unwrap()
+}
+
+fn with_network(cfg: &str, allow: &[&str]) -> String {
+    let list: Vec<String> = allow.iter().map(|a| format!("\"{a}\"")).collect();
+    format!("{cfg}\n[network]\nallow = [{}]\n", list.join(", "))
+}
+
+/// Network denials audited so far (every run of a test shares its home).
+fn network_denials(home: &Home) -> Vec<(String, String)> {
+    home.inner()
+        .state()
+        .audit_entries(None, None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "network" && e.outcome == "denied")
+        .map(|e| {
+            (
+                e.destination.unwrap_or_default(),
+                e.detail.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn expect_denied(ws: &Workspace, home: &Home, text: String, needle: &str) -> String {
+    let path = ws.path().join("airlock.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = airlock::config::LoadedConfig::load(&path).unwrap();
+    let err = run_in(&runtime(), &cfg, home)
+        .await
+        .expect_err("the request must be denied");
+    let message = err.to_string();
+    assert!(message.contains("denied"), "{message}");
+    assert!(message.contains(needle), "{message}");
+    assert!(ws.out_entries().is_empty(), "nothing published");
+    message
+}
+
+fn probe_toml(base: &str, extra_source: &str) -> String {
+    format!(
+        "[source]\nplugin = \"{}\"\n{extra_source}\n[source.options]\nbase = \"{base}\"\n\n[sink]\nkind = \"local\"\ndir = \"out\"\n",
+        plugin("http-probe").display()
+    )
+}
+
+#[tokio::test]
+async fn requests_outside_the_policy_are_denied_and_audited() {
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    let server = TestServer::start(|_| ok("hello"));
+    let port = server.port;
+
+    // A host the allow list does not name: refused before any lookup.
+    expect_denied(
+        &ws,
+        &home,
+        with_network(
+            &probe_toml("http://metadata.example.com/", ""),
+            &[&format!("127.0.0.1:{port}")],
+        ),
+        "metadata.example.com:80 is not allowed",
+    )
+    .await;
+
+    // The cloud metadata address, even with loopback allowed.
+    expect_denied(
+        &ws,
+        &home,
+        with_network(
+            &probe_toml("http://169.254.169.254/latest/meta-data", ""),
+            &["127.0.0.1:*"],
+        ),
+        "link-local",
+    )
+    .await;
+
+    // A permitted name that resolves to loopback, which the policy does not name.
+    expect_denied(
+        &ws,
+        &home,
+        with_network(
+            &probe_toml(&format!("http://localhost:{port}/"), ""),
+            &[&format!("localhost:{port}")],
+        ),
+        "loopback",
+    )
+    .await;
+
+    // No [network] table at all: nothing is allowed.
+    let path = ws.path().join("airlock.toml");
+    std::fs::write(&path, probe_toml(&format!("http://127.0.0.1:{port}/"), "")).unwrap();
+    let cfg = airlock::config::LoadedConfig::load(&path).unwrap();
+    let err = run_in(&runtime(), &cfg, &home).await.expect_err("denied");
+    assert!(err.to_string().contains("[network] allow"), "{err}");
+    assert!(
+        network_denials(&home).iter().any(
+            |(d, m)| d == &format!("127.0.0.1:{port}") && m.contains("no network destinations")
+        ),
+        "the refusal without an allow list is audited"
+    );
+
+    assert!(
+        server.requests().is_empty(),
+        "no request reached the server"
+    );
+    let denials = network_denials(&home);
+    assert!(
+        denials
+            .iter()
+            .any(|(d, m)| d == "metadata.example.com:80" && m.contains("not allowed")),
+        "{denials:?}"
+    );
+    assert!(
+        denials
+            .iter()
+            .any(|(d, m)| d == "169.254.169.254:80" && m.contains("link-local")),
+        "{denials:?}"
+    );
+    assert!(
+        denials
+            .iter()
+            .any(|(d, m)| d == &format!("localhost:{port}") && m.contains("loopback")),
+        "{denials:?}"
+    );
+
+    // The same server is reachable once its address is allowed.
+    std::fs::write(
+        &path,
+        with_network(
+            &probe_toml(&format!("http://127.0.0.1:{port}/"), ""),
+            &[&format!("127.0.0.1:{port}")],
+        ),
+    )
+    .unwrap();
+    let cfg = airlock::config::LoadedConfig::load(&path).unwrap();
+    let report = run_in(&runtime(), &cfg, &home).await.expect("allowed");
+    let probe = read_jsonl(&report.output_dir, "database");
+    assert_eq!(probe[0]["attributes"]["status"], 200);
+    assert_eq!(probe[0]["attributes"]["body"], "hello");
+}
+
+#[tokio::test]
+async fn a_redirect_to_a_denied_origin_is_refused_and_audited() {
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    let server = TestServer::start(|_| redirect("http://169.254.169.254/latest/meta-data/iam"));
+    let port = server.port;
+    expect_denied(
+        &ws,
+        &home,
+        with_network(
+            &probe_toml(&format!("http://127.0.0.1:{port}/"), ""),
+            &[&format!("127.0.0.1:{port}")],
+        ),
+        &format!("redirect from 127.0.0.1:{port} denied"),
+    )
+    .await;
+    assert_eq!(server.requests().len(), 1, "only the first hop was sent");
+    let denials = network_denials(&home);
+    assert!(
+        denials
+            .iter()
+            .any(|(d, m)| d == "169.254.169.254:80" && m.contains("redirect")),
+        "{denials:?}"
+    );
+}
+
+#[tokio::test]
+async fn authentication_never_follows_a_cross_origin_redirect() {
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    let landing = TestServer::start(|_| ok("landed"));
+    let landing_port = landing.port;
+    let first =
+        TestServer::start(move |_| redirect(&format!("http://127.0.0.1:{landing_port}/landing")));
+    let port = first.port;
+    let guid = token_credential(&home, &[&format!("127.0.0.1:{port}")]);
+    let text = with_network(
+        &probe_toml(
+            &format!("http://127.0.0.1:{port}/api"),
+            &format!("credential = \"{guid}\"\nauth = {{ allow_cleartext = true }}"),
+        )
+        .replace(
+            "[source.options]\n",
+            "[source.options]\ncredential = true\n",
+        ),
+        &["127.0.0.1:*"],
+    );
+    let path = ws.path().join("airlock.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = airlock::config::LoadedConfig::load(&path).unwrap();
+    let report = run_in(&runtime(), &cfg, &home).await.expect("runs");
+    let probe = read_jsonl(&report.output_dir, "database");
+    assert_eq!(probe[0]["attributes"]["body"], "landed");
+    assert_eq!(probe[0]["attributes"]["saw_auth"], false);
+
+    let sent = first.requests();
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0]
+            .to_ascii_lowercase()
+            .contains(&format!("authorization: bearer {TOKEN}").to_ascii_lowercase()),
+        "the host authenticated the request to its own origin: {sent:?}"
+    );
+    assert!(sent[0].starts_with("GET /api/ "), "{sent:?}");
+    let followed = landing.requests();
+    assert_eq!(followed.len(), 1);
+    assert!(
+        !followed[0].to_ascii_lowercase().contains("authorization") && !followed[0].contains(TOKEN),
+        "no authentication after the redirect: {followed:?}"
+    );
+    // The token is in no published file.
+    for entry in std::fs::read_dir(&report.output_dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains(TOKEN));
+    }
+}
+
+#[tokio::test]
+async fn the_plugin_cannot_set_authentication_headers() {
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    let server = TestServer::start(|_| ok("x"));
+    let port = server.port;
+    let text = with_network(
+        &probe_toml(&format!("http://127.0.0.1:{port}/"), "").replace(
+            "[source.options]\n",
+            "[source.options]\nheader = [\"Authorization\", \"Bearer forged\"]\n",
+        ),
+        &[&format!("127.0.0.1:{port}")],
+    );
+    let message = expect_denied(&ws, &home, text, "set by the host").await;
+    assert!(message.contains("authorization"), "{message}");
+    assert!(server.requests().is_empty());
+}
+
+const CLIENT_SECRET: &str = "cs-9d8c7b6a5f4e3d2c1b0a";
+
+/// A loopback OAuth2 token endpoint issuing `at-1`, `at-2`, ... with `expires_in`, and an
+/// API that answers 401 to a request carrying a token in `revoked`.
+fn oauth_servers(expires_in: u64, revoked: &'static [&'static str]) -> (TestServer, TestServer) {
+    let issued = Arc::new(Mutex::new(0u32));
+    let tokens = TestServer::start(move |_| {
+        let mut n = issued.lock().unwrap();
+        *n += 1;
+        let body = format!(
+            "{{\"access_token\":\"at-{}\",\"token_type\":\"Bearer\",\"expires_in\":{expires_in}}}",
+            *n
+        );
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    });
+    let api = TestServer::start(move |head| {
+        if revoked
+            .iter()
+            .any(|t| head.contains(&format!("Bearer {t}\r\n")))
+        {
+            "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer error=\"invalid_token\"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
+        } else {
+            ok("api")
+        }
+    });
+    (tokens, api)
+}
+
+fn bearer_of(head: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("authorization: bearer ")
+            .map(|_| l["authorization: bearer ".len()..].trim().to_string())
+    })
+}
+
+async fn oauth_run(
+    expires_in: u64,
+    repeat: u32,
+    revoked: &'static [&'static str],
+) -> (TestServer, TestServer, Workspace, Home) {
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    let (tokens, api) = oauth_servers(expires_in, revoked);
+    let guid = home
+        .inner()
+        .add_credential(
+            NewCredential {
+                kind: "oauth2-client".into(),
+                username: Some("airlock-client".into()),
+                engine: None,
+                destinations: vec![
+                    format!("127.0.0.1:{}", api.port),
+                    format!("127.0.0.1:{}", tokens.port),
+                ],
+                description: None,
+            },
+            SecretString::new(CLIENT_SECRET.to_string()),
+        )
+        .unwrap();
+    let text = with_network(
+        &probe_toml(
+            &format!("http://127.0.0.1:{}/", api.port),
+            &format!(
+                "credential = \"{guid}\"\nauth = {{ token_url = \"http://127.0.0.1:{}/token\", scope = \"catalog.read\", allow_cleartext = true }}",
+                tokens.port
+            ),
+        )
+        .replace(
+            "[source.options]\n",
+            &format!("[source.options]\ncredential = true\nrepeat = {repeat}\n"),
+        ),
+        &["127.0.0.1:*"],
+    );
+    let path = ws.path().join("airlock.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = airlock::config::LoadedConfig::load(&path).unwrap();
+    let report = run_in(&runtime(), &cfg, &home).await.expect("runs");
+    for entry in std::fs::read_dir(&report.output_dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(
+            !text.contains("at-") && !text.contains(CLIENT_SECRET),
+            "{text}"
+        );
+    }
+    (tokens, api, ws, home)
+}
+
+#[tokio::test]
+async fn oauth2_tokens_are_fetched_by_the_host_and_cached() {
+    let (tokens, api, _ws, _home) = oauth_run(3600, 3, &[]).await;
+    let token_requests = tokens.requests();
+    assert_eq!(
+        token_requests.len(),
+        1,
+        "one token for three requests: {token_requests:?}"
+    );
+    let t = token_requests[0].to_ascii_lowercase();
+    assert!(t.starts_with("post /token "), "{t}");
+    assert!(
+        t.contains("authorization: basic "),
+        "client credentials sent to the token endpoint"
+    );
+    let calls = api.requests();
+    assert_eq!(calls.len(), 3);
+    for c in &calls {
+        assert_eq!(bearer_of(c).as_deref(), Some("at-1"), "{c}");
+        assert!(!c.contains(CLIENT_SECRET));
+    }
+}
+
+#[tokio::test]
+async fn oauth2_tokens_are_refreshed_when_they_expire() {
+    // expires_in = 0: every token is stale by the next request.
+    let (tokens, api, _ws, _home) = oauth_run(0, 2, &[]).await;
+    assert_eq!(tokens.requests().len(), 2);
+    let bearers: Vec<_> = api.requests().iter().map(|c| bearer_of(c)).collect();
+    assert_eq!(
+        bearers,
+        vec![Some("at-1".to_string()), Some("at-2".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn oauth2_tokens_are_refreshed_on_401() {
+    // The API rejects the first token (revoked early): the host fetches a new one and retries
+    // once; the plugin sees only the final 200.
+    let (tokens, api, ws, home) = oauth_run(3600, 1, &["at-1"]).await;
+    assert_eq!(tokens.requests().len(), 2);
+    let bearers: Vec<_> = api.requests().iter().map(|c| bearer_of(c)).collect();
+    assert_eq!(
+        bearers,
+        vec![Some("at-1".to_string()), Some("at-2".to_string())]
+    );
+    let out = std::fs::read_dir(ws.out())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let probe = read_jsonl(&out, "database");
+    assert_eq!(probe[0]["attributes"]["status"], 200);
+    assert_eq!(probe[0]["attributes"]["saw_auth"], false);
+    let tokens_audited = home
+        .inner()
+        .state()
+        .audit_entries(None, None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "token" && e.outcome == "ok")
+        .count();
+    assert_eq!(tokens_audited, 2);
+}
