@@ -3,6 +3,7 @@
 
 pub mod bindings;
 pub mod cache;
+mod host_impl;
 pub mod limits;
 pub mod state;
 mod v0_1_0;

@@ -1,0 +1,290 @@
+//! The host side of the interfaces every `airlock:connector` version shares (types,
+//! credentials, sql, emit, log). The logic is one; only the generated WIT types differ per
+//! version, so each version module imports its bindings (`credentials`, `emit`, `log`, `sql`,
+//! `types`) and expands [`shared_host_impl!`] against them.
+
+/// Implements the shared host traits for `RunState` against the WIT modules in scope at the
+/// call site.
+macro_rules! shared_host_impl {
+    () => {
+        use wasmtime::component::Resource;
+        use crate::runtime::state::{HostFailure, RunState};
+        use crate::capabilities::credentials::{CredentialHandle, CredentialKind};
+        use crate::capabilities::log::LogLevel;
+        use crate::capabilities::sql::login::{redact_error, NetworkDriver};
+        use crate::capabilities::sql::{DbValue, SqlConnection, SqlError, SqlRows};
+        use crate::pipeline::asset::AssetKind;
+        use crate::pipeline::{EmittedAsset, PipelineError};
+
+        type WitResult<T> = wasmtime::Result<Result<T, types::Error>>;
+
+        impl types::Host for RunState {}
+
+        impl credentials::Host for RunState {
+            async fn get(&mut self, slot: String) -> WitResult<Resource<CredentialHandle>> {
+                match self.credentials.handle(&slot) {
+                    Ok(handle) => Ok(Ok(self.table.push(handle)?)),
+                    Err(message) => Ok(Err(types::Error::Denied(message))),
+                }
+            }
+        }
+
+        impl credentials::HostCredential for RunState {
+            async fn kind(
+                &mut self,
+                this: Resource<CredentialHandle>,
+            ) -> wasmtime::Result<credentials::CredentialKind> {
+                Ok(match self.table.get(&this)?.kind {
+                    CredentialKind::Password => credentials::CredentialKind::Password,
+                    CredentialKind::Token => credentials::CredentialKind::Token,
+                    CredentialKind::KeyPair => credentials::CredentialKind::KeyPair,
+                    CredentialKind::AwsAccessKey => credentials::CredentialKind::AwsAccessKey,
+                    CredentialKind::Oauth2Client => credentials::CredentialKind::Oauth2Client,
+                })
+            }
+
+            async fn slot(&mut self, this: Resource<CredentialHandle>) -> wasmtime::Result<String> {
+                Ok(self.table.get(&this)?.slot.clone())
+            }
+
+            async fn drop(&mut self, this: Resource<CredentialHandle>) -> wasmtime::Result<()> {
+                self.table.delete(this)?;
+                Ok(())
+            }
+        }
+
+        fn wit_error(e: SqlError) -> types::Error {
+            // Driver messages are sanitized already; redaction is the second line of defence.
+            match redact_error(e) {
+                SqlError::InvalidConfig(m) => types::Error::InvalidConfig(m),
+                SqlError::Denied(m) => types::Error::Denied(m),
+                SqlError::Unavailable(m) => types::Error::Unavailable(m),
+                SqlError::Source(m) => types::Error::Source(m),
+                SqlError::Limit(m) => types::Error::Limit(m),
+            }
+        }
+
+        fn from_wit_value(v: sql::SqlValue) -> DbValue {
+            match v {
+                sql::SqlValue::Null => DbValue::Null,
+                sql::SqlValue::Boolean(b) => DbValue::Bool(b),
+                sql::SqlValue::Integer(i) => DbValue::Int(i),
+                sql::SqlValue::Float(f) => DbValue::Float(f),
+                sql::SqlValue::Text(s) => DbValue::Text(s),
+                sql::SqlValue::Bytes(b) => DbValue::Bytes(b),
+            }
+        }
+
+        fn to_wit_value(v: DbValue) -> sql::SqlValue {
+            match v {
+                DbValue::Null => sql::SqlValue::Null,
+                DbValue::Bool(b) => sql::SqlValue::Boolean(b),
+                DbValue::Int(i) => sql::SqlValue::Integer(i),
+                DbValue::Float(f) => sql::SqlValue::Float(f),
+                DbValue::Text(s) => sql::SqlValue::Text(s),
+                DbValue::Bytes(b) => sql::SqlValue::Bytes(b),
+            }
+        }
+
+        impl sql::Host for RunState {
+            async fn open(
+                &mut self,
+                target: sql::Endpoint,
+                cred: Option<Resource<CredentialHandle>>,
+            ) -> WitResult<Resource<SqlConnection>> {
+                if let Some(c) = &cred {
+                    // A handle must be live; the sqlite driver needs none, network drivers will use it.
+                    self.table.get(c)?;
+                }
+                let conn = match target.driver {
+                    sql::Driver::Sqlite => {
+                        let path = match self.sql.check_sqlite_path(&target.address) {
+                            Ok(p) => p,
+                            Err(e) => return Ok(Err(wit_error(e))),
+                        };
+                        match crate::capabilities::sql::sqlite::SqliteDb::open(&path) {
+                            Ok(db) => SqlConnection::Sqlite(db),
+                            Err(e) => return Ok(Err(wit_error(e))),
+                        }
+                    }
+                    sql::Driver::Postgres | sql::Driver::Mysql => {
+                        let driver = if matches!(target.driver, sql::Driver::Postgres) {
+                            NetworkDriver::Postgres
+                        } else {
+                            NetworkDriver::Mysql
+                        };
+                        let Some(c) = &cred else {
+                            return Ok(Err(types::Error::Denied(
+                                "a network source needs a credential handle (credentials.get(\"source\"))"
+                                    .into(),
+                            )));
+                        };
+                        let slot = self.table.get(c)?.slot.clone();
+                        let (Some(binding), Some(login)) =
+                            (self.credentials.binding(&slot).cloned(), self.login.clone())
+                        else {
+                            return Ok(Err(types::Error::Denied(format!(
+                                "no credential is bound to slot `{slot}`"
+                            ))));
+                        };
+                        match login
+                            .open(
+                                &binding,
+                                driver,
+                                &target.address,
+                                target.database.as_deref(),
+                            )
+                            .await
+                        {
+                            Ok(conn) => conn,
+                            Err(e) => return Ok(Err(wit_error(e))),
+                        }
+                    }
+                };
+                Ok(Ok(self.table.push(conn)?))
+            }
+        }
+
+        impl sql::HostConnection for RunState {
+            async fn query(
+                &mut self,
+                this: Resource<SqlConnection>,
+                statement: String,
+                params: Vec<sql::SqlValue>,
+            ) -> WitResult<Resource<SqlRows>> {
+                let params = params.into_iter().map(from_wit_value).collect();
+                let policy = self.sql.clone();
+                let conn = self.table.get(&this)?;
+                match conn.query(&policy, statement, params).await {
+                    Ok(rows) => Ok(Ok(self.table.push(rows)?)),
+                    Err(e) => Ok(Err(wit_error(e))),
+                }
+            }
+
+            async fn drop(&mut self, this: Resource<SqlConnection>) -> wasmtime::Result<()> {
+                self.table.delete(this)?;
+                Ok(())
+            }
+        }
+
+        impl sql::HostRows for RunState {
+            async fn columns(&mut self, this: Resource<SqlRows>) -> wasmtime::Result<Vec<sql::ColumnInfo>> {
+                Ok(self
+                    .table
+                    .get(&this)?
+                    .columns
+                    .iter()
+                    .map(|(name, type_name)| sql::ColumnInfo {
+                        name: name.clone(),
+                        type_name: type_name.clone(),
+                    })
+                    .collect())
+            }
+
+            async fn next_batch(
+                &mut self,
+                this: Resource<SqlRows>,
+                max: u32,
+            ) -> WitResult<Option<Vec<Vec<sql::SqlValue>>>> {
+                let call_bytes = self.call_bytes;
+                let rows = self.table.get_mut(&this)?;
+                Ok(match rows.next_batch(max, call_bytes).await {
+                    Ok(batch) => Ok(batch.map(|batch| {
+                        batch
+                            .into_iter()
+                            .map(|row| row.into_iter().map(to_wit_value).collect())
+                            .collect()
+                    })),
+                    Err(e) => Err(wit_error(e)),
+                })
+            }
+
+            async fn drop(&mut self, this: Resource<SqlRows>) -> wasmtime::Result<()> {
+                self.table.delete(this)?;
+                Ok(())
+            }
+        }
+
+        fn kind_from_wit(k: types::AssetKind) -> AssetKind {
+            match k {
+                types::AssetKind::Database => AssetKind::Database,
+                types::AssetKind::Schema => AssetKind::Schema,
+                types::AssetKind::Table => AssetKind::Table,
+                types::AssetKind::View => AssetKind::View,
+                types::AssetKind::MaterializedView => AssetKind::MaterializedView,
+                types::AssetKind::Column => AssetKind::Column,
+                types::AssetKind::PrimaryKey => AssetKind::PrimaryKey,
+                types::AssetKind::UniqueKey => AssetKind::UniqueKey,
+                types::AssetKind::ForeignKey => AssetKind::ForeignKey,
+                types::AssetKind::CheckConstraint => AssetKind::CheckConstraint,
+                types::AssetKind::Index => AssetKind::Index,
+                types::AssetKind::Trigger => AssetKind::Trigger,
+                types::AssetKind::Partition => AssetKind::Partition,
+                types::AssetKind::Function => AssetKind::Function,
+                types::AssetKind::Procedure => AssetKind::Procedure,
+                types::AssetKind::Sequence => AssetKind::Sequence,
+            }
+        }
+
+        /// Converts the WIT asset kind for code outside this module (plugin descriptions).
+        pub(crate) fn asset_kind(k: types::AssetKind) -> AssetKind {
+            kind_from_wit(k)
+        }
+
+        impl emit::Host for RunState {
+            async fn emit(&mut self, batch: Vec<types::Asset>) -> WitResult<()> {
+                let Some(pipeline) = self.pipeline.as_mut() else {
+                    return Ok(Err(types::Error::Denied(
+                        "emitting is not allowed while the plugin is only being described".into(),
+                    )));
+                };
+                let batch = batch
+                    .into_iter()
+                    .map(|a| EmittedAsset {
+                        kind: kind_from_wit(a.kind),
+                        path: a.path,
+                        attributes_json: a.attributes_json,
+                    })
+                    .collect();
+                match pipeline.accept(batch) {
+                    Ok(()) => Ok(Ok(())),
+                    Err(PipelineError::Limit(l)) => Err(self.fail(HostFailure::Limit(l))),
+                    Err(e) => Err(self.fail(HostFailure::Pipeline(e))),
+                }
+            }
+        }
+
+        impl log::Host for RunState {
+            async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+                let level = match level {
+                    log::Level::Trace => LogLevel::Trace,
+                    log::Level::Debug => LogLevel::Debug,
+                    log::Level::Info => LogLevel::Info,
+                    log::Level::Warn => LogLevel::Warn,
+                    log::Level::Error => LogLevel::Error,
+                };
+                self.log.line(level, &message);
+                Ok(())
+            }
+
+            async fn progress(&mut self, done: u64, total: Option<u64>) -> wasmtime::Result<()> {
+                self.log.progress(done, total);
+                Ok(())
+            }
+        }
+
+        /// Maps a plugin's WIT error to the host's plugin error.
+        pub(crate) fn plugin_error(e: types::Error) -> (&'static str, String) {
+            match e {
+                types::Error::InvalidConfig(m) => ("invalid-config", m),
+                types::Error::Denied(m) => ("denied", m),
+                types::Error::Unavailable(m) => ("unavailable", m),
+                types::Error::Source(m) => ("source", m),
+                types::Error::Limit(m) => ("limit", m),
+            }
+        }
+
+    };
+}
+
+pub(crate) use shared_host_impl;
