@@ -223,6 +223,10 @@ impl FilterPolicy {
 
     /// Decides on the name alone (include/exclude), whatever the kind.
     pub fn decide_path(&self, path: &[String]) -> Decision {
+        // Every emitted asset passes here: without patterns, build no names.
+        if self.exclude.is_empty() && self.include.is_empty() {
+            return Decision::KeptAll;
+        }
         let names: Vec<String> = (1..=path.len())
             .map(|n| qualified_name(&path[..n]))
             .collect();
