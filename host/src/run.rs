@@ -11,6 +11,7 @@ use crate::capabilities::credentials::CredentialSlots;
 use crate::capabilities::log::{clean_line, LogLevel, PluginLog};
 use crate::capabilities::sql::login::SqlLogin;
 use crate::capabilities::sql::SqlPolicy;
+use crate::capabilities::http::policy::NetworkPolicy;
 use crate::config::{ConfigError, LoadedConfig, SinkConfig};
 use crate::pipeline::fields::HashKeys;
 use crate::pipeline::filter::FilterPolicy;
@@ -446,10 +447,12 @@ fn credentials_for(
     if let Some(ca) = &tls.ca_file {
         tls.ca_file = Some(cfg.resolve(&ca.to_string_lossy()));
     }
+    let policy = sql_network_policy(cfg)?;
     let login = SqlLogin {
         endpoint: source.endpoint.clone(),
         databases,
         tls,
+        policy: Arc::new(policy),
         connect_timeout: Duration::from_secs(limits.query_timeout_s.min(30)),
         stores: home.stores().clone(),
         state: Some(home.state().clone()),
@@ -457,6 +460,22 @@ fn credentials_for(
         scanner: Some(scanner.clone()),
     };
     Ok((slots, Some(login)))
+}
+
+/// The network policy of SQL logins: the workflow's `[network] allow` plus its declared
+/// `source.endpoint`, which therefore needs no allow entry of its own.
+fn sql_network_policy(cfg: &LoadedConfig) -> Result<NetworkPolicy, RunError> {
+    let invalid = |m: String| RunError::Config(ConfigError::Invalid(m));
+    let mut policy = NetworkPolicy::parse(&cfg.config.network.allow).map_err(invalid)?;
+    if let Some(endpoint) = &cfg.config.source.endpoint {
+        let (host, port) = crate::home::parse_destination(endpoint)
+            .map_err(|e| invalid(format!("source.endpoint: {e}")))?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| invalid(format!("source.endpoint `{endpoint}` needs a numeric port")))?;
+        policy.declare(&host, port);
+    }
+    Ok(policy)
 }
 
 /// Resolves the HMAC keys of the policy's `hash` rules from the home's secret stores, once at

@@ -76,6 +76,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 fn params(server: &MariaDb, user: &str, password: &str, tls: TlsSettings) -> ConnectParams {
     ConnectParams {
         host: "127.0.0.1".into(),
+        addr: None,
         port: server.port(),
         database: None,
         user: user.into(),

@@ -270,6 +270,12 @@ async fn a_rotation_between_resolution_and_login_is_recovered_by_one_re_resoluti
             ca_file: None,
             allow_cleartext_password: true,
         },
+        policy: std::sync::Arc::new(
+            airlock::capabilities::http::policy::NetworkPolicy::operator_destination(
+                "127.0.0.1",
+                s.pg.port(),
+            ),
+        ),
         connect_timeout: Duration::from_secs(10),
         stores,
         state: Some(state.clone()),

@@ -69,6 +69,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 fn params(pg: &PgCluster, user: &str, password: &str, tls: TlsSettings) -> ConnectParams {
     ConnectParams {
         host: "127.0.0.1".into(),
+        addr: None,
         port: pg.port(),
         database: Some("postgres".into()),
         user: user.into(),
@@ -391,6 +392,70 @@ async fn tls_verification_modes() {
         PgDb::connect(&plain).await,
         Err(SqlError::Denied(_))
     ));
+}
+
+/// The network policy applies to SQL logins: a declared endpoint whose *name* resolves to a
+/// loopback address is refused (and the secret never resolved) until `[network] allow` names
+/// the address; the login then goes to the checked address while TLS still verifies the name
+/// (the certificate names only `localhost`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_logins_follow_the_network_policy_and_connect_to_the_checked_address() {
+    let ca = ca("airlock test CA");
+    let (cert, key) = server_cert(&ca, &["localhost"]);
+    let pg = PgCluster::start_tls(&cert, &key);
+    pg.create_user("reader", PASSWORD);
+    let ws = Workspace::new();
+    let ca_file = write(ws.path(), "ca.pem", &ca.pem);
+    let home = Home::new(ws.path());
+    let endpoint = format!("localhost:{}", pg.port());
+    let guid = home.add_password("reader", PASSWORD, &[&endpoint]);
+    let config = |network: &str| {
+        ws.config(&format!(
+            "[source]\nplugin = \"{}\"\nendpoint = \"{endpoint}\"\ncredential = \"{guid}\"\n\
+             database = \"postgres\"\ntls = {{ mode = \"verify-full\", ca_file = \"{}\" }}\n\n\
+             [sink]\nkind = \"local\"\ndir = \"out\"\n\n{network}",
+            plugin("postgres").display(),
+            ca_file.display()
+        ))
+    };
+    let rt = runtime();
+    let err = run_in(&rt, &config(""), &home)
+        .await
+        .expect_err("a name resolving to loopback is not allowed by default");
+    let text = err.to_string();
+    assert!(
+        text.contains("loopback") && text.contains("network"),
+        "{text}"
+    );
+    let audit = home
+        .inner()
+        .state()
+        .audit_entries(None, Some(&guid))
+        .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "network" && e.outcome == "denied"),
+        "the denial is audited: {audit:?}"
+    );
+    assert!(
+        !audit
+            .iter()
+            .any(|e| e.action == "resolve" && e.outcome == "ok"),
+        "the secret must not be resolved for a denied destination: {audit:?}"
+    );
+    assert!(
+        ws.out_entries().iter().all(|e| e.starts_with('.')),
+        "{:?}",
+        ws.out_entries()
+    );
+
+    let allow = format!("[network]\nallow = [\"127.0.0.1:{}\"]\n", pg.port());
+    let report = run_in(&rt, &config(&allow), &home)
+        .await
+        .expect("allowed once the address is named");
+    verify_run_dir(&report.output_dir);
+    assert!(!read_jsonl(&report.output_dir, "database").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,17 @@ pub struct NetworkConfig {
     pub timeout_s: Option<u64>,
 }
 
+/// Why a destination cannot be connected to.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    /// The policy denies the name or every address it resolves to.
+    #[error("{0}")]
+    Denied(String),
+    /// The name has no address (DNS failed or returned nothing).
+    #[error("{0}")]
+    Unresolvable(String),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum HostPattern {
     Name(String),
@@ -36,6 +47,9 @@ enum HostPattern {
 struct AllowRule {
     host: HostPattern,
     port: Option<u16>,
+    /// A destination the operator typed for this one connection (`airlock credential test
+    /// --destination`): its name may resolve to a loopback or private address.
+    operator: bool,
 }
 
 impl AllowRule {
@@ -92,9 +106,55 @@ impl NetworkPolicy {
             rules.push(AllowRule {
                 host: pattern,
                 port,
+                operator: false,
             });
         }
         Ok(NetworkPolicy { rules })
+    }
+
+    /// Adds a destination the workflow declares elsewhere (`source.endpoint`, a sink's URL):
+    /// connections to it need no `[network] allow` entry. Like an allow entry, an IP address
+    /// opens that address, while a name opens only the public addresses it resolves to.
+    pub fn declare(&mut self, host: &str, port: u16) {
+        self.rules.push(declared_rule(host, port, false));
+    }
+
+    /// A policy of one destination typed by the operator for a one-off connection: its name
+    /// may resolve to any address (the operator named it), but the connection still goes to
+    /// the address that was resolved and checked.
+    pub fn operator_destination(host: &str, port: u16) -> Self {
+        NetworkPolicy {
+            rules: vec![declared_rule(host, port, true)],
+        }
+    }
+
+    /// Resolves `host` and returns the addresses the policy allows, in the resolver's order;
+    /// connecting to one of them (not to the name) keeps a later DNS answer from changing the
+    /// destination after the check. An error says which address was refused and why.
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            self.check_addr(bare, ip, port).map_err(Refusal::Denied)?;
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        self.check_name(bare, port).map_err(Refusal::Denied)?;
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
+            .await
+            .map_err(|e| Refusal::Unresolvable(format!("{bare}:{port} cannot be resolved: {e}")))?
+            .collect();
+        let mut allowed = Vec::new();
+        let mut reason = None;
+        for addr in found {
+            match self.check_addr(bare, addr.ip(), port) {
+                Ok(()) => allowed.push(addr),
+                Err(why) => reason = Some(why),
+            }
+        }
+        match reason {
+            _ if !allowed.is_empty() => Ok(allowed),
+            Some(why) => Err(Refusal::Denied(why)),
+            None => Err(Refusal::Unresolvable(format!("{bare} has no address"))),
+        }
     }
 
     /// Whether the allow list is empty (then every connection is denied).
@@ -134,12 +194,19 @@ impl NetworkPolicy {
         if literal {
             return Ok(());
         }
+        let host = host.to_ascii_lowercase();
+        let operator = self
+            .rules
+            .iter()
+            .any(|r| r.operator && r.port_ok(port) && name_matches(&r.host, &host));
+        if operator {
+            return Ok(());
+        }
         if let Some(range) = special_range(ip) {
             return Err(format!(
                 "{host}:{port} resolves to {ip}, a {range} address; such addresses are denied unless [network] allow names the address itself"
             ));
         }
-        let host = host.to_ascii_lowercase();
         if self
             .rules
             .iter()
@@ -151,6 +218,22 @@ impl NetworkPolicy {
                 "{host}:{port} ({ip}) is not allowed by the workflow's [network] allow list"
             ))
         }
+    }
+}
+
+fn declared_rule(host: &str, port: u16, operator: bool) -> AllowRule {
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let pattern = match host.parse::<IpAddr>() {
+        Ok(ip) => HostPattern::Net(ip, if ip.is_ipv4() { 32 } else { 128 }),
+        Err(_) => HostPattern::Name(host),
+    };
+    AllowRule {
+        host: pattern,
+        port: Some(port),
+        operator,
     }
 }
 
@@ -254,29 +337,22 @@ impl reqwest::dns::Resolve for PolicyResolver {
         let host = name.as_str().to_string();
         let this = self.clone();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), this.port))
-                .await?
-                .collect();
-            let mut allowed = Vec::new();
-            let mut reason = None;
-            for addr in found {
-                match this.policy.check_addr(&host, addr.ip(), this.port) {
-                    Ok(()) => allowed.push(addr),
-                    Err(why) => reason = Some(why),
+            match this.policy.resolve(&host, this.port).await {
+                Ok(allowed) => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
+                Err(refusal) => {
+                    let kind = match &refusal {
+                        Refusal::Denied(why) => {
+                            if let Ok(mut slot) = this.denied.lock() {
+                                *slot = Some(why.clone());
+                            }
+                            std::io::ErrorKind::PermissionDenied
+                        }
+                        Refusal::Unresolvable(_) => std::io::ErrorKind::NotFound,
+                    };
+                    Err(Box::new(std::io::Error::new(kind, refusal.to_string()))
+                        as Box<dyn std::error::Error + Send + Sync>)
                 }
             }
-            if allowed.is_empty() {
-                let why = reason.unwrap_or_else(|| format!("{host} has no address"));
-                if let Ok(mut slot) = this.denied.lock() {
-                    *slot = Some(why.clone());
-                }
-                return Err(Box::new(std::io::Error::new(
-                    std::io::ErrorKind::PermissionDenied,
-                    why,
-                ))
-                    as Box<dyn std::error::Error + Send + Sync>);
-            }
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }
@@ -327,5 +403,52 @@ mod tests {
         assert!(NetworkPolicy::parse(&["nohost".into()]).is_err());
         assert!(NetworkPolicy::parse(&["h:99999".into()]).is_err());
         assert!(policy(&[]).check_name("a.example.com", 1).is_err());
+    }
+
+    #[tokio::test]
+    async fn declared_destinations_and_checked_resolution() {
+        // A declared IP opens that address; a declared name opens only public addresses.
+        let mut p = policy(&[]);
+        p.declare("127.0.0.1", 5432);
+        p.declare("localhost", 5433);
+        let addrs = p.resolve("127.0.0.1", 5432).await.unwrap();
+        assert_eq!(addrs, vec!["127.0.0.1:5432".parse().unwrap()]);
+        assert!(matches!(
+            p.resolve("127.0.0.1", 5433).await,
+            Err(Refusal::Denied(_))
+        ));
+        match p.resolve("localhost", 5433).await {
+            Err(Refusal::Denied(why)) => assert!(why.contains("loopback"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            p.resolve("other.invalid", 5433).await,
+            Err(Refusal::Denied(_))
+        ));
+        // Naming the address opens it for the name too, and only the checked addresses are
+        // handed out.
+        p = policy(&["127.0.0.1:5433"]);
+        p.declare("localhost", 5433);
+        let addrs = p.resolve("localhost", 5433).await.unwrap();
+        assert!(!addrs.is_empty());
+        assert!(
+            addrs.iter().all(|a| a.ip().to_string() == "127.0.0.1"),
+            "{addrs:?}"
+        );
+        // An operator-typed destination may be private, but nothing else is opened.
+        let op = NetworkPolicy::operator_destination("localhost", 5432);
+        assert!(op.resolve("localhost", 5432).await.is_ok());
+        assert!(op.resolve("localhost", 5433).await.is_err());
+        assert!(op.resolve("127.0.0.1", 5432).await.is_err());
+        // A name that does not resolve is not a denial.
+        assert!(matches!(
+            op.resolve("no-such-host.invalid", 5432).await,
+            Err(Refusal::Denied(_))
+        ));
+        let open = NetworkPolicy::operator_destination("no-such-host.invalid", 5432);
+        assert!(matches!(
+            open.resolve("no-such-host.invalid", 5432).await,
+            Err(Refusal::Unresolvable(_))
+        ));
     }
 }

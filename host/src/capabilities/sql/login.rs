@@ -5,8 +5,11 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use super::{ConnectParams, SqlConnection, SqlError, TlsSettings};
 use crate::capabilities::credentials::CredentialBinding;
+use crate::capabilities::http::policy::{NetworkPolicy, Refusal};
 use crate::home::{destination_matches, parse_destination};
 use crate::secrets::redact::Redactor;
 use crate::secrets::{SecretStoreError, SecretStores};
@@ -37,6 +40,9 @@ pub struct SqlLogin {
     pub databases: Vec<String>,
     /// TLS settings, `ca_file` resolved.
     pub tls: TlsSettings,
+    /// The workflow's network policy with the declared endpoint added: the endpoint's
+    /// addresses are checked and the driver connects to a checked address.
+    pub policy: Arc<NetworkPolicy>,
     /// Connect and login timeout.
     pub connect_timeout: Duration,
     /// Secret backends.
@@ -110,6 +116,16 @@ impl SqlLogin {
         let port: u16 = port.parse().map_err(|_| {
             SqlError::InvalidConfig(format!("endpoint {shown} needs a numeric port"))
         })?;
+        // Checked before the secret is resolved: a denied destination never gets one.
+        let addr = match self.policy.resolve(&host, port).await {
+            Ok(addrs) => addrs.first().map(|a| a.ip()),
+            Err(Refusal::Denied(why)) => {
+                self.audit
+                    .record("network", "denied", Some(guid), Some(&shown), Some(&why));
+                return Err(SqlError::Denied(format!("network policy: {why}")));
+            }
+            Err(Refusal::Unresolvable(why)) => return Err(SqlError::Unavailable(why)),
+        };
 
         let store = self.stores.get(&record.backend).map_err(|e| {
             self.audit.record(
@@ -159,6 +175,7 @@ impl SqlLogin {
 
             let params = ConnectParams {
                 host: host.clone(),
+                addr,
                 port,
                 database: database.map(str::to_string),
                 user: record.username.clone().unwrap_or_default(),
@@ -278,10 +295,17 @@ pub async fn test_login(
         .binding("test")
         .cloned()
         .ok_or_else(|| SqlError::InvalidConfig("binding lost".into()))?;
+    let (host, port) = parse_destination(&destination).map_err(SqlError::InvalidConfig)?;
+    let port: u16 = port.parse().map_err(|_| {
+        SqlError::InvalidConfig(format!("destination {destination} needs a numeric port"))
+    })?;
     let login = SqlLogin {
         endpoint: Some(destination.clone()),
         databases: vec!["*".into()],
         tls,
+        // The operator named the destination: it may be on a private network, but the login
+        // still goes to the address that was resolved and checked.
+        policy: Arc::new(NetworkPolicy::operator_destination(&host, port)),
         connect_timeout: Duration::from_secs(15),
         stores: home.stores().clone(),
         state: Some(home.state().clone()),

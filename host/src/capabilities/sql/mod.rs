@@ -113,8 +113,11 @@ pub struct TlsSettings {
 /// What a network driver needs to log in. Built by the host from the workflow and the
 /// resolved credential; the password is zeroized when this is dropped.
 pub struct ConnectParams {
-    /// Host name or IP address.
+    /// Host name or IP address: what TLS verifies and errors name.
     pub host: String,
+    /// The address the network policy checked for `host`; the driver connects to it and never
+    /// resolves `host` again, so a changed DNS answer cannot redirect the login.
+    pub addr: Option<std::net::IpAddr>,
     /// TCP port.
     pub port: u16,
     /// Database to connect to, when the engine has several.

@@ -78,8 +78,13 @@ impl MysqlDb {
         }
         let ssl = ssl_opts(params).await?;
         let verified = matches!(params.tls.mode, TlsMode::VerifyCa | TlsMode::VerifyFull);
+        // Connect to the checked address; TLS still verifies `host` (see `ssl_opts`).
+        let connect_to = params
+            .addr
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| params.host.clone());
         let opts = OptsBuilder::default()
-            .ip_or_hostname(params.host.clone())
+            .ip_or_hostname(connect_to)
             .tcp_port(params.port)
             .user(Some(params.user.clone()))
             // mysql_async keeps its options (and so this copy) for the connection's lifetime;
@@ -310,7 +315,11 @@ async fn ssl_opts(params: &ConnectParams) -> Result<Option<SslOpts>, SqlError> {
     // certificate is valid for (after checking its chain), and the real connection then
     // verifies the chain *and* that name. Nothing is sent on the probe but the TLS request.
     let name_override = if tls.mode == TlsMode::VerifyCa {
-        let (host, port, timeout) = (params.host.clone(), params.port, params.connect_timeout);
+        let host = params
+            .addr
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| params.host.clone());
+        let (port, timeout) = (params.port, params.connect_timeout);
         let probe_roots = roots.clone();
         tokio::task::spawn_blocking(move || {
             probe_certificate_name(&host, port, &probe_roots, timeout)
@@ -326,6 +335,10 @@ async fn ssl_opts(params: &ConnectParams) -> Result<Option<SslOpts>, SqlError> {
     Ok(Some(match (tls.mode, name_override) {
         (TlsMode::Require, _) => opts.with_danger_accept_invalid_certs(true),
         (TlsMode::VerifyCa, Some(name)) => opts.with_danger_tls_hostname_override(Some(name)),
+        // The connection goes to the checked address; the certificate must name the host.
+        _ if params.addr.is_some() => {
+            opts.with_danger_tls_hostname_override(Some(params.host.clone()))
+        }
         _ => opts,
     }))
 }

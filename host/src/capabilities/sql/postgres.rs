@@ -103,6 +103,10 @@ impl PgDb {
         // Without a database, the maintenance database every cluster has (libpq would pick
         // the user's name, which rarely exists).
         config.dbname(params.database.as_deref().unwrap_or("postgres"));
+        if let Some(addr) = params.addr {
+            // Connect to the checked address; TLS still verifies `host`.
+            config.hostaddr(addr);
+        }
         let client = match params.tls.mode {
             TlsMode::Disable => {
                 if !params.tls.allow_cleartext_password {
