@@ -41,12 +41,14 @@ pub enum CredentialCommand {
         description: Option<String>,
         /// Where the secret lives: `embedded` (the home's vault), or a backend configured in
         /// `<home>/backends.toml`: `openbao` (Vault / OpenBao KV v2), `aws` (Secrets
-        /// Manager), `kubernetes` (a mounted secret), `env` (development only).
+        /// Manager), `kubernetes` (a mounted secret), `azure` (Key Vault), `env` (development
+        /// only).
         #[arg(long, default_value = "embedded", value_name = "NAME")]
         backend: String,
         /// Where the secret is in the backend: `PATH[#FIELD]` for openbao, `NAME-OR-ARN[#FIELD]`
-        /// for aws, `KEY` or `SUBDIR/KEY` for kubernetes, a variable name for env.
-        #[arg(long, value_name = "LOCATOR", required_if_eq_any = [("backend", "openbao"), ("backend", "aws"), ("backend", "kubernetes"), ("backend", "env")])]
+        /// for aws, `KEY` or `SUBDIR/KEY` for kubernetes, `NAME[/VERSION][#FIELD]` for azure, a
+        /// variable name for env.
+        #[arg(long, value_name = "LOCATOR", required_if_eq_any = [("backend", "openbao"), ("backend", "aws"), ("backend", "kubernetes"), ("backend", "azure"), ("backend", "env")])]
         locator: Option<String>,
     },
     /// List credentials (GUIDs, users, destinations; never secrets).

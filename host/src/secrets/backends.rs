@@ -9,10 +9,12 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::aws::{AwsConfig, AwsSecretsStore};
+use super::azure::{AzureConfig, AzureKeyVaultStore};
+use super::cache::{CacheConfig, CachedStore};
 use super::env::{EnvConfig, EnvStore};
 use super::k8s::{KubernetesConfig, KubernetesStore};
 use super::openbao::{OpenBaoConfig, OpenBaoStore};
-use super::SecretStores;
+use super::{SecretStore, SecretStores};
 
 /// The whole `backends.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -30,6 +32,13 @@ pub struct BackendsConfig {
     /// Environment variables (development only).
     #[serde(default)]
     pub env: Option<EnvConfig>,
+    /// Azure Key Vault.
+    #[serde(default)]
+    pub azure: Option<AzureConfig>,
+    /// An optional cache of resolved secrets in front of every backend configured here (off
+    /// by default).
+    #[serde(default)]
+    pub cache: Option<CacheConfig>,
 }
 
 /// `backends.toml` is unusable.
@@ -82,14 +91,22 @@ impl BackendsConfig {
             path: origin.to_path_buf(),
             message,
         };
+        let ttl = match &self.cache {
+            Some(c) => c.ttl().map_err(fail)?,
+            None => None,
+        };
+        let mut add = |store: Arc<dyn SecretStore>| match ttl {
+            Some(ttl) => stores.register(Arc::new(CachedStore::new(store, ttl))),
+            None => stores.register(store),
+        };
         if let Some(c) = self.openbao {
             let c = c.prepare(base).map_err(fail)?;
-            stores.register(Arc::new(
+            add(Arc::new(
                 OpenBaoStore::new(c).map_err(|e| fail(e.to_string()))?,
             ));
         }
         if let Some(c) = self.aws {
-            stores.register(Arc::new(
+            add(Arc::new(
                 AwsSecretsStore::new(c, base).map_err(|e| fail(e.to_string()))?,
             ));
         }
@@ -97,11 +114,23 @@ impl BackendsConfig {
             if c.dir.is_relative() {
                 c.dir = base.join(&c.dir);
             }
-            stores.register(Arc::new(KubernetesStore::new(&c)));
+            add(Arc::new(KubernetesStore::new(&c)));
         }
         if let Some(c) = self.env {
             tracing::warn!("the `env` secret backend is enabled: it is meant for development only");
-            stores.register(Arc::new(EnvStore::new(&c)));
+            add(Arc::new(EnvStore::new(&c)));
+        }
+        if let Some(c) = self.azure {
+            let c = c.prepare(base).map_err(fail)?;
+            add(Arc::new(
+                AzureKeyVaultStore::new(c).map_err(|e| fail(e.to_string()))?,
+            ));
+        }
+        if let Some(ttl) = ttl {
+            tracing::info!(
+                ttl_s = ttl.as_secs(),
+                "resolved secrets are cached in memory for the configured TTL"
+            );
         }
         Ok(())
     }
@@ -139,18 +168,65 @@ mod tests {
 
     #[test]
     fn registers_configured_backends() {
-        let text = "[kubernetes]\ndir = \"mnt\"\n[env]\n[openbao]\naddress = \"http://127.0.0.1:1\"\n[openbao.auth]\nmethod = \"approle\"\nrole_id = \"r\"\nsecret_id_file = \"sid\"\n[aws]\nregion = \"eu-west-1\"\n";
+        let text = "[kubernetes]\ndir = \"mnt\"\n[env]\n[openbao]\naddress = \"http://127.0.0.1:1\"\n[openbao.auth]\nmethod = \"approle\"\nrole_id = \"r\"\nsecret_id_file = \"sid\"\n[aws]\nregion = \"eu-west-1\"\n[azure]\nvault_url = \"https://v.vault.azure.net\"\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"azure-secret\"\n";
         let cfg = BackendsConfig::from_toml(text, Path::new("/etc/airlock/b.toml")).unwrap();
         let mut stores = SecretStores::default();
         cfg.register(&mut stores, Path::new("/etc/airlock/b.toml"))
             .unwrap();
-        assert_eq!(stores.names(), ["aws", "env", "kubernetes", "openbao"]);
+        assert_eq!(
+            stores.names(),
+            ["aws", "azure", "env", "kubernetes", "openbao"]
+        );
         let bad = BackendsConfig::from_toml(
             "[openbao]\naddress = \"ftp://x\"\n[openbao.auth]\nmethod = \"token\"\ntoken_env = \"T\"\n",
             Path::new("b.toml"),
         )
         .unwrap();
         let err = bad
+            .register(&mut SecretStores::default(), Path::new("b.toml"))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("https://"), "{err}");
+    }
+
+    #[test]
+    fn the_cache_is_optional_and_bounded() {
+        let with = |cache: &str| {
+            BackendsConfig::from_toml(
+                &format!("{cache}[kubernetes]\ndir = \"/mnt\"\n"),
+                Path::new("b.toml"),
+            )
+            .unwrap()
+            .register(&mut SecretStores::default(), Path::new("b.toml"))
+        };
+        assert!(with("").is_ok());
+        assert!(with("[cache]\nttl_s = 60\n").is_ok());
+        let err = with("[cache]\nttl_s = 61\n").unwrap_err().to_string();
+        assert!(err.contains("ttl_s") && err.contains("60"), "{err}");
+        let err = BackendsConfig::from_toml("[cache]\nttl = 5\n", Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ttl"), "{err}");
+    }
+
+    #[test]
+    fn azure_keys_are_checked() {
+        let err = BackendsConfig::from_toml(
+            "[azure]\nvault_url = \"https://v\"\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"x\"\n",
+            Path::new("b.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("client_secret") && err.contains("line 5"),
+            "{err}"
+        );
+        let cfg = BackendsConfig::from_toml(
+            "[azure]\nvault_url = \"http://v\"\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"X\"\n",
+            Path::new("b.toml"),
+        )
+        .unwrap();
+        let err = cfg
             .register(&mut SecretStores::default(), Path::new("b.toml"))
             .err()
             .unwrap();

@@ -3,7 +3,9 @@
 //! exist and how to reach them is the home's `backends.toml` ([`backends`]).
 
 pub mod aws;
+pub mod azure;
 pub mod backends;
+pub mod cache;
 pub mod embedded;
 pub mod env;
 pub mod k8s;
@@ -47,6 +49,10 @@ pub trait SecretStore: Send + Sync {
     fn check_locator(&self, _locator: &str) -> Result<(), SecretStoreError> {
         Ok(())
     }
+
+    /// Forgets anything held for `locator` (a cached value): a login refused it, so the next
+    /// resolution must read the backend. Backends without a cache ignore it.
+    fn invalidate(&self, _locator: &str) {}
 }
 
 /// The configured backends, by name.

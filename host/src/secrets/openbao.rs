@@ -416,7 +416,7 @@ fn auth_session(resp: &Response) -> Result<Session, SecretStoreError> {
 
 /// Reads a credential airlock itself uses from a file or an environment variable (one
 /// trailing newline removed), into an exactly sized buffer.
-fn read_secret_source(
+pub(super) fn read_secret_source(
     file: Option<&PathBuf>,
     env: Option<&str>,
     what: &str,

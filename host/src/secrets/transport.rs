@@ -1,7 +1,8 @@
 //! HTTP transport shared by the remote secret backends (OpenBao / Vault, AWS Secrets Manager):
 //! rustls with the ring provider and an optional extra CA, no proxies and no redirects (a token
 //! never follows a redirect), bounded retries with exponential backoff, and response bodies
-//! read into one pre-sized buffer that is zeroized on drop.
+//! read into one pre-sized buffer that is zeroized on drop, with the HTTP client's read
+//! buffers wiped once they are the last handles to the body's bytes.
 
 use std::path::Path;
 use std::time::Duration;
@@ -147,22 +148,46 @@ impl Transport {
     ) -> Result<Response, String> {
         let mut resp = build(&self.client).send().await.map_err(describe)?;
         let status = resp.status().as_u16();
-        // One buffer sized up front: a growing Vec would leave copies of the secret behind.
-        let capacity = match resp.content_length() {
+        let limit = match resp.content_length() {
             Some(n) if n as usize > MAX_RESPONSE_BYTES => {
                 return Err(format!("response of {n} bytes is too large"))
             }
             Some(n) => n as usize,
             None => MAX_RESPONSE_BYTES,
         };
-        let mut body = Zeroizing::new(Vec::with_capacity(capacity));
+        // The chunks are views of the HTTP client's read buffers, which the response's headers
+        // (and for a while the connection) share. Keep them until the response is gone, so
+        // they are the last handles, then copy them into one buffer sized up front and wipe
+        // each buffer before it is freed: a growing Vec or a dropped read buffer would leave
+        // copies of the secret in freed memory.
+        let mut chunks: Vec<bytes::Bytes> = Vec::new();
+        let mut total = 0usize;
         while let Some(chunk) = resp.chunk().await.map_err(describe)? {
-            if body.len() + chunk.len() > body.capacity() {
+            total += chunk.len();
+            chunks.push(chunk);
+            if total > limit {
+                drop(resp);
+                chunks.into_iter().for_each(wipe);
                 return Err("response is larger than announced or than 1 MiB".into());
             }
+        }
+        drop(resp);
+        let mut body = Zeroizing::new(Vec::with_capacity(total));
+        for chunk in chunks {
             body.extend_from_slice(&chunk);
+            wipe(chunk);
         }
         Ok(Response { status, body })
+    }
+}
+
+/// Zeroizes a response chunk's bytes when this is the last handle to them (it then owns the
+/// read buffer); a buffer still shared (a connection reading the next response into it) is
+/// left to its other owner.
+fn wipe(chunk: bytes::Bytes) {
+    use zeroize::Zeroize;
+    if let Ok(mut owned) = chunk.try_into_mut() {
+        owned.as_mut().zeroize();
     }
 }
 

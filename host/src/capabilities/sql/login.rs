@@ -212,6 +212,8 @@ impl SqlLogin {
                             credential = guid,
                             "login refused; resolving the credential again once"
                         );
+                        // Past any cached value: the re-resolution reads the backend.
+                        store.invalidate(&record.locator);
                         continue;
                     }
                     return Err(e);
