@@ -120,6 +120,11 @@ impl Home {
         &self.stores
     }
 
+    /// The embedded vault (its key also wraps the keys of encrypted spools).
+    pub fn vault(&self) -> &EmbeddedVault {
+        &self.vault
+    }
+
     /// Registers a credential, sealing `secret` in the embedded vault; returns its GUID.
     pub fn add_credential(
         &self,
@@ -311,6 +316,104 @@ fn check_spec(spec: &NewCredential) -> Result<(), HomeError> {
         parse_destination(d).map_err(HomeError::Invalid)?;
     }
     Ok(())
+}
+
+/// A host-side use of a credential: a sink key, a client certificate, a hash key.
+pub struct CredentialUse<'a> {
+    /// The GUID.
+    pub guid: &'a str,
+    /// The setting that names it, for messages (`sink.api_key`, `network.client_cert`).
+    pub setting: &'a str,
+    /// Where the secret will be sent (`host:port`): it must be one of the credential's
+    /// destinations. `None` for a key that never leaves the host (a hash key).
+    pub destination: Option<&'a str>,
+    /// The audit detail of a successful resolution (`sink api key`).
+    pub purpose: &'a str,
+}
+
+/// Why a credential could not be resolved for a host-side use. Every variant but `Unknown`
+/// was audited.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The registry has no such GUID.
+    #[error("{0}")]
+    Unknown(String),
+    /// Revoked, not bound to the destination, or not the kind the setting needs.
+    #[error("{0}")]
+    Denied(String),
+    /// The backend did not give the secret.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Home {
+    /// Resolves a credential for a host-side use, just in time: it must exist, not be revoked,
+    /// be bound to the destination and pass `check` (e.g. its kind); the secret is then read
+    /// from its backend, registered with the redactor and (during a run) the outbound
+    /// `scanner`, and the resolution audited by GUID.
+    pub async fn resolve_for(
+        &self,
+        usage: &CredentialUse<'_>,
+        audit: &crate::state::RunAudit,
+        scanner: Option<&crate::pipeline::scan::OutboundScanner>,
+        check: impl FnOnce(&CredentialRecord) -> Result<(), String>,
+    ) -> Result<(CredentialRecord, SecretString), ResolveError> {
+        let CredentialUse {
+            guid,
+            setting,
+            destination,
+            purpose,
+        } = *usage;
+        let record = self
+            .state()
+            .credential(guid)
+            .map_err(|e| ResolveError::Unknown(format!("{setting}: {e}")))?;
+        let audited = |outcome: &str, message: String| {
+            audit.record("resolve", outcome, Some(guid), destination, Some(&message));
+            message
+        };
+        let denied = |message: String| ResolveError::Denied(audited("denied", message));
+        let failed = |message: String| ResolveError::Failed(audited("failed", message));
+        if let Some(at) = &record.revoked_at {
+            return Err(denied(format!(
+                "{setting} credential {guid} was revoked at {at}"
+            )));
+        }
+        if let Some(dest) = destination {
+            if !record
+                .destinations
+                .iter()
+                .any(|d| destination_matches(d, dest))
+            {
+                return Err(denied(format!(
+                    "{setting} credential {guid} may not be used for {dest} (its destinations: {}); register {dest} with the credential",
+                    record.destinations.join(", ")
+                )));
+            }
+        }
+        check(&record).map_err(|why| denied(format!("{setting} credential {guid}: {why}")))?;
+        let store = self
+            .stores()
+            .get(&record.backend)
+            .map_err(|e| failed(format!("{setting} credential {guid}: {e}")))?;
+        let secret = store.resolve(&record.locator).await.map_err(|e| {
+            failed(format!(
+                "{setting} credential {guid} cannot be resolved from the `{}` backend: {e}",
+                record.backend
+            ))
+        })?;
+        if secret.is_empty() {
+            return Err(failed(format!(
+                "{setting} credential {guid} resolved to an empty secret"
+            )));
+        }
+        crate::secrets::redact::Redactor::global().register(&secret);
+        if let Some(scanner) = scanner {
+            scanner.register(&secret);
+        }
+        audit.record("resolve", "ok", Some(guid), destination, Some(purpose));
+        Ok((record, secret))
+    }
 }
 
 /// Splits `host:port` (a `*` port or host parts are allowed in patterns).

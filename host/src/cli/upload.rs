@@ -1,12 +1,12 @@
-//! `airlock upload --resume RUN`: finishes the object-store upload of a run whose extraction
-//! completed but whose upload did not.
+//! `airlock upload --resume RUN`: finishes the upload (S3 or HTTPS sink) of a run whose
+//! extraction completed but whose upload did not.
 
 use std::path::Path;
 
 use clap::Args;
 
 use crate::run::redacted;
-use crate::sinks::s3;
+use crate::sinks::remote;
 
 /// Arguments of `airlock upload`.
 #[derive(Debug, Args)]
@@ -27,7 +27,7 @@ pub async fn upload(args: &UploadArgs, home_dir: &Path) -> i32 {
         Err(code) => return code,
     };
     let result = tokio::select! {
-        r = s3::resume_upload(&home, &args.resume) => r,
+        r = remote::resume_upload(&home, &args.resume) => r,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("interrupted; no manifest was uploaded unless every file was confirmed");
             return 130;
@@ -64,7 +64,7 @@ pub async fn upload(args: &UploadArgs, home_dir: &Path) -> i32 {
         Err(e) => {
             let message = redacted(&e.to_string());
             let code = match e {
-                s3::SinkError::Config(_) => 2,
+                remote::SinkError::Config(_) => 2,
                 _ => 1,
             };
             if args.json {

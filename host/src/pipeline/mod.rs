@@ -149,6 +149,18 @@ impl Pipeline {
         }
     }
 
+    /// Spools into encrypted files under `key` instead (see [`spool`]); before any asset.
+    pub fn with_spool_key(
+        mut self,
+        dir: &Path,
+        key: Option<std::sync::Arc<spool::SpoolKey>>,
+    ) -> Self {
+        if let Some(key) = key {
+            self.spool = SpoolWriter::encrypted(dir, key);
+        }
+        self
+    }
+
     /// Scans every output line with `scanner` (which the run's logins feed) and audits hits.
     pub fn with_scanner(mut self, scanner: Arc<OutboundScanner>, audit: RunAudit) -> Self {
         self.scanner = scanner;

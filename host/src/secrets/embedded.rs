@@ -125,6 +125,56 @@ impl EmbeddedVault {
         std::fs::rename(&tmp, &path).map_err(|e| io_err("write the vault", &path, e))
     }
 
+    /// Seals a small key (e.g. a run's spool key) under the vault key, bound to `purpose`
+    /// (authenticated, not encrypted): nonce || ciphertext. Nothing is written to disk.
+    pub fn wrap_key(&self, purpose: &str, key: &[u8; 32]) -> Result<Vec<u8>, SecretStoreError> {
+        let cipher = self.cipher()?;
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let sealed = cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: key,
+                    aad: purpose.as_bytes(),
+                },
+            )
+            .map_err(|_| SecretStoreError::Unavailable("encryption failed".into()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Opens what [`EmbeddedVault::wrap_key`] sealed for `purpose`.
+    pub fn unwrap_key(
+        &self,
+        purpose: &str,
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, SecretStoreError> {
+        let bad = || {
+            SecretStoreError::Unavailable(format!(
+                "cannot open the wrapped key for {purpose}: wrong vault key or tampered file"
+            ))
+        };
+        if wrapped.len() != 12 + 32 + 16 {
+            return Err(bad());
+        }
+        let (nonce, ciphertext) = wrapped.split_at(12);
+        let plain = Zeroizing::new(
+            self.cipher()?
+                .decrypt(
+                    Nonce::from_slice(nonce),
+                    Payload {
+                        msg: ciphertext,
+                        aad: purpose.as_bytes(),
+                    },
+                )
+                .map_err(|_| bad())?,
+        );
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&plain);
+        Ok(key)
+    }
+
     /// Removes the sealed file of `locator` (revocation).
     pub fn delete(&self, locator: &str) -> Result<(), SecretStoreError> {
         let path = self.path_of(locator)?;

@@ -1,15 +1,10 @@
 //! The S3-compatible object-storage sink, through the `object_store` crate (rustls + ring).
 //!
-//! A run is spooled into `<home>/spool/<run-id>/`. Once extraction finished and the manifest is
-//! written there, the spool is *sealed* (it survives a crash or Ctrl-C) and its files are
-//! uploaded as `<prefix>/<run-id>/<file>`; each confirmed upload is appended to the spool's
-//! journal with its SHA-256. The manifest goes up last, only after every file is confirmed:
-//! it is the commit marker. `airlock upload --resume RUN` uploads what the journal does not
-//! confirm yet and then the manifest; the spool is removed once the manifest is confirmed.
+//! Objects are `<prefix>/<run-id>/<file>`; large files go up as multipart uploads, each object
+//! is confirmed by size with a HEAD. The spool, journal, retries, resume and "manifest last"
+//! are the shared engine's ([`super::remote`]).
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,19 +15,11 @@ use object_store::{
     StaticCredentialProvider, WriteMultipart,
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::pipeline::manifest::Manifest;
+use super::remote::{ObjectTarget, SinkError, SpoolFile, MANIFEST};
 use crate::pipeline::scan::OutboundScanner;
 use crate::secrets::SecretString;
 use crate::state::RunAudit;
-
-/// The spool's journal of confirmed uploads.
-const JOURNAL: &str = "upload-journal.jsonl";
-/// The sink settings the spool was sealed with (GUIDs only), for `upload --resume`.
-const SINK_FILE: &str = "sink.json";
-/// The manifest, written last locally and uploaded last.
-const MANIFEST: &str = "manifest.json";
 
 /// The `[sink]` table with `kind = "s3"`. Holds credential GUIDs, never secrets.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -181,26 +168,6 @@ pub fn object_key(prefix: &str, run_id: &str, file: &str) -> String {
     }
 }
 
-/// Why an upload failed. The spool is kept for `airlock upload --resume` unless it says otherwise.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// The sink settings are wrong.
-    #[error("sink: {0}")]
-    Config(String),
-    /// The access key could not be resolved or may not be used.
-    #[error("sink credential: {0}")]
-    Credential(String),
-    /// The local spool could not be read or written.
-    #[error("spool: {0}")]
-    Spool(String),
-    /// The object store refused or did not answer after the retries.
-    #[error("upload failed: {0}")]
-    Store(String),
-    /// The object store refused for good (credentials, permissions, missing bucket).
-    #[error("upload refused: {0}")]
-    Refused(String),
-}
-
 /// The resolved access key pair. The secret is registered with the redactor and the run's
 /// outbound scanner.
 pub struct AccessKey {
@@ -228,131 +195,25 @@ pub async fn resolve_access_key(
             "an s3 sink needs an airlock home for its credential (use `airlock run`, which opens $AIRLOCK_HOME)".into(),
         ));
     };
-    let guid = &cfg.credential;
     let destination = cfg.destination();
-    let record = home
-        .state()
-        .credential(guid)
-        .map_err(|e| SinkError::Credential(format!("sink.credential: {e}")))?;
-    let fail = |outcome: &str, message: String| {
-        audit.record(
-            "resolve",
-            outcome,
-            Some(guid),
-            Some(&destination),
-            Some(&message),
-        );
-        SinkError::Credential(message)
+    let usage = crate::home::CredentialUse {
+        guid: &cfg.credential,
+        setting: "sink.credential",
+        destination: Some(&destination),
+        purpose: "sink access key",
     };
-    if let Some(at) = &record.revoked_at {
-        return Err(fail(
-            "denied",
-            format!("sink credential {guid} was revoked at {at}"),
-        ));
-    }
-    if !record
-        .destinations
-        .iter()
-        .any(|d| crate::home::destination_matches(d, &destination))
-    {
-        return Err(fail(
-            "denied",
-            format!(
-                "sink credential {guid} may not be used for {destination} (its destinations: {}); register the endpoint with the credential",
-                record.destinations.join(", ")
-            ),
-        ));
-    }
-    let Some(id) = record.username.clone().filter(|u| !u.is_empty()) else {
-        return Err(fail(
-            "failed",
-            format!("sink credential {guid} has no user; its user must be the access key id"),
-        ));
-    };
-    let store = home
-        .stores()
-        .get(&record.backend)
-        .map_err(|e| fail("failed", format!("sink credential {guid}: {e}")))?;
-    let secret = store.resolve(&record.locator).await.map_err(|e| {
-        fail(
-            "failed",
-            format!(
-                "sink credential {guid} cannot be resolved from the `{}` backend: {e}",
-                record.backend
-            ),
-        )
-    })?;
-    crate::secrets::redact::Redactor::global().register(&secret);
-    if let Some(scanner) = scanner {
-        scanner.register(&secret);
-    }
-    audit.record(
-        "resolve",
-        "ok",
-        Some(guid),
-        Some(&destination),
-        Some("sink access key"),
-    );
-    Ok(AccessKey { id, secret })
-}
-
-/// A run's local spool for the S3 sink; removed on drop unless sealed.
-#[derive(Debug)]
-pub struct S3Spool {
-    dir: PathBuf,
-    sealed: bool,
-}
-
-/// The spool root of a home: `<home>/spool`.
-pub fn spool_root(home: &crate::home::Home) -> PathBuf {
-    home.dir().join("spool")
-}
-
-impl S3Spool {
-    /// Creates `<root>/<run-id>/`.
-    pub fn create(root: &Path, run_id: &str) -> std::io::Result<Self> {
-        std::fs::create_dir_all(root)?;
-        let dir = root.join(run_id);
-        std::fs::create_dir(&dir)?;
-        Ok(S3Spool { dir, sealed: false })
-    }
-
-    /// The directory files are spooled into.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Writes the sink settings and then the manifest, synced: from here on the spool is kept
-    /// until its upload is confirmed.
-    pub fn seal(mut self, manifest: &Manifest, sink: &S3SinkConfig) -> std::io::Result<PathBuf> {
-        let mut sink = sink.clone();
-        // The fault hook applies to the first attempt only; a resume uploads for real.
-        sink.fail_after_files = None;
-        write_synced(
-            &self.dir.join(SINK_FILE),
-            &serde_json::to_vec_pretty(&sink).map_err(std::io::Error::other)?,
-        )?;
-        let mut json = serde_json::to_vec_pretty(manifest).map_err(std::io::Error::other)?;
-        json.push(b'\n');
-        write_synced(&self.dir.join(MANIFEST), &json)?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
-        self.sealed = true;
-        Ok(self.dir.clone())
-    }
-}
-
-impl Drop for S3Spool {
-    fn drop(&mut self) {
-        if !self.sealed {
-            let _ = std::fs::remove_dir_all(&self.dir);
+    let check = |r: &crate::state::CredentialRecord| {
+        if r.username.as_deref().is_none_or(str::is_empty) {
+            return Err("has no user; its user must be the access key id".to_string());
         }
-    }
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+        Ok(())
+    };
+    let (record, secret) = home
+        .resolve_for(&usage, audit, scanner, check)
+        .await
+        .map_err(|e| SinkError::Credential(e.to_string()))?;
+    let id = record.username.unwrap_or_default();
+    Ok(AccessKey { id, secret })
 }
 
 /// The bucket a run goes to, with its request policy.
@@ -433,45 +294,61 @@ impl S3Target {
         ObjectPath::from(object_key(&self.cfg.prefix, run_id, file))
     }
 
-    /// Uploads one local file and confirms its size with a HEAD; returns the ETag.
-    async fn put_file(&self, local: &Path, key: &ObjectPath) -> Result<Option<String>, SinkError> {
-        let size = std::fs::metadata(local)
-            .map_err(|e| SinkError::Spool(format!("{}: {e}", local.display())))?
-            .len();
-        let part = self.cfg.part_size_kb.saturating_mul(1024) as usize;
-        if size as usize <= part {
-            let bytes = std::fs::read(local)
-                .map_err(|e| SinkError::Spool(format!("{}: {e}", local.display())))?;
-            self.store
-                .put(key, PutPayload::from(bytes))
-                .await
-                .map_err(store_error)?;
-        } else {
-            let upload = self.store.put_multipart(key).await.map_err(store_error)?;
-            let mut writer = WriteMultipart::new_with_chunk_size(upload, part);
-            let mut file = std::fs::File::open(local)
-                .map_err(|e| SinkError::Spool(format!("{}: {e}", local.display())))?;
-            let mut buf = vec![0u8; part.min(8 << 20)];
-            loop {
-                if let Err(e) = writer.wait_for_capacity(4).await {
-                    // Best effort: do not leave the uploaded parts behind in the bucket.
-                    let _ = writer.abort().await;
-                    return Err(store_error(e));
-                }
-                let n = match file.read(&mut buf) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        let _ = writer.abort().await;
-                        return Err(SinkError::Spool(format!("{}: {e}", local.display())));
-                    }
-                };
-                if n == 0 {
-                    break;
-                }
-                writer.write(&buf[..n]);
+    /// Puts `bytes` as one object and confirms its size with a HEAD; returns the ETag.
+    async fn put_small(
+        &self,
+        key: &ObjectPath,
+        bytes: Vec<u8>,
+    ) -> Result<Option<String>, SinkError> {
+        let size = bytes.len() as u64;
+        self.store
+            .put(key, PutPayload::from(bytes))
+            .await
+            .map_err(store_error)?;
+        self.confirm(key, size).await
+    }
+
+    /// Streams `file` up in parts of `part` bytes.
+    async fn put_multipart(
+        &self,
+        key: &ObjectPath,
+        file: &SpoolFile,
+        part: usize,
+    ) -> Result<(), SinkError> {
+        let upload = self.store.put_multipart(key).await.map_err(store_error)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, part);
+        let mut reader = match file.open() {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(e);
             }
-            writer.finish().await.map_err(store_error)?;
+        };
+        let mut buf = vec![0u8; part.min(8 << 20)];
+        loop {
+            if let Err(e) = writer.wait_for_capacity(4).await {
+                // Best effort: do not leave the uploaded parts behind in the bucket.
+                let _ = writer.abort().await;
+                return Err(store_error(e));
+            }
+            let n = match reader.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(SinkError::Spool(format!("{}: {e}", file.name())));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            writer.write(&buf[..n]);
         }
+        writer.finish().await.map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Checks with a HEAD that the store holds `size` bytes under `key`; returns the ETag.
+    async fn confirm(&self, key: &ObjectPath, size: u64) -> Result<Option<String>, SinkError> {
         let meta = self.store.head(key).await.map_err(store_error)?;
         if meta.size != size {
             return Err(SinkError::Store(format!(
@@ -480,6 +357,29 @@ impl S3Target {
             )));
         }
         Ok(meta.e_tag)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectTarget for S3Target {
+    fn url(&self, run_id: &str) -> String {
+        self.cfg.url(run_id)
+    }
+
+    async fn put(&self, run_id: &str, file: &SpoolFile) -> Result<Option<String>, SinkError> {
+        let key = self.path(run_id, file.name());
+        let part = self.cfg.part_size_kb.saturating_mul(1024);
+        if file.bytes() <= part {
+            self.put_small(&key, file.read_all()?).await
+        } else {
+            self.put_multipart(&key, file, part as usize).await?;
+            self.confirm(&key, file.bytes()).await
+        }
+    }
+
+    async fn commit(&self, run_id: &str, manifest: &[u8]) -> Result<(), SinkError> {
+        let key = self.path(run_id, MANIFEST);
+        self.put_small(&key, manifest.to_vec()).await.map(|_| ())
     }
 }
 
@@ -506,239 +406,10 @@ fn store_error(e: object_store::Error) -> SinkError {
     }
 }
 
-/// Runs `attempt` until it succeeds, fails for good, or `retries` more attempts failed, with
-/// exponential backoff and full jitter between attempts. Each request inside is already retried
-/// by `object_store` on 5xx; this outer loop also covers what it does not retry (a connection
-/// that drops in the middle of a PUT). Uploads are idempotent here: object names are fixed per
-/// run and the bytes are the spool's.
-async fn with_retries<T, F, Fut>(retries: u32, mut attempt: F) -> Result<T, SinkError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, SinkError>>,
-{
-    let mut n = 0u32;
-    loop {
-        match attempt().await {
-            Ok(v) => return Ok(v),
-            Err(SinkError::Store(e)) if n < retries => {
-                n += 1;
-                let cap = 200u64.saturating_mul(1 << n.min(6)).min(15_000);
-                let jitter = std::hash::BuildHasher::hash_one(
-                    &std::collections::hash_map::RandomState::new(),
-                    n,
-                ) % cap.max(1);
-                tracing::info!("upload attempt {n} failed ({e}); retrying in {jitter} ms");
-                tokio::time::sleep(Duration::from_millis(jitter.max(50))).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// One confirmed upload in the journal.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct JournalEntry {
-    file: String,
-    sha256: String,
-    bytes: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    etag: Option<String>,
-}
-
-fn read_journal(dir: &Path) -> Result<BTreeMap<String, JournalEntry>, SinkError> {
-    let path = dir.join(JOURNAL);
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(SinkError::Spool(format!("{}: {e}", path.display()))),
-    };
-    let mut out = BTreeMap::new();
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line.map_err(|e| SinkError::Spool(format!("{}: {e}", path.display())))?;
-        // A line torn by a crash is ignored: that file is simply uploaded again.
-        if let Ok(entry) = serde_json::from_str::<JournalEntry>(&line) {
-            out.insert(entry.file.clone(), entry);
-        }
-    }
-    Ok(out)
-}
-
-fn append_journal(dir: &Path, entry: &JournalEntry) -> Result<(), SinkError> {
-    let path = dir.join(JOURNAL);
-    let mut line = serde_json::to_vec(entry).map_err(|e| SinkError::Spool(e.to_string()))?;
-    line.push(b'\n');
-    let mut f = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| SinkError::Spool(format!("{}: {e}", path.display())))?;
-    f.write_all(&line)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| SinkError::Spool(format!("{}: {e}", path.display())))
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut hash = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-    }
-    Ok(hex::encode(hash.finalize()))
-}
-
-/// What an upload did.
-#[derive(Debug, Clone, Serialize)]
-pub struct UploadReport {
-    /// `s3://bucket/prefix/run-id/`.
-    pub url: String,
-    /// Files uploaded by this call.
-    pub uploaded: Vec<String>,
-    /// Files the journal already confirmed (same SHA-256), skipped.
-    pub skipped: Vec<String>,
-    /// The manifest read from the spool.
-    pub manifest: Manifest,
-}
-
-/// Uploads a sealed spool: every file the journal does not confirm with its manifest SHA-256,
-/// then the manifest, then removes the spool. The manifest is never uploaded before every file
-/// is confirmed; any failure leaves the spool for `airlock upload --resume`.
-pub async fn upload_sealed(
-    target: &S3Target,
-    dir: &Path,
-    run_id: &str,
-    fail_after_files: Option<u32>,
-) -> Result<UploadReport, SinkError> {
-    let manifest_path = dir.join(MANIFEST);
-    let manifest_bytes = std::fs::read(&manifest_path).map_err(|e| {
-        SinkError::Spool(format!(
-            "{}: {e}; the run's extraction did not finish, so there is nothing to upload (run it again)",
-            manifest_path.display()
-        ))
-    })?;
-    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| SinkError::Spool(format!("{}: {e}", manifest_path.display())))?;
-    if manifest.run_id != run_id || manifest.status != "complete" {
-        return Err(SinkError::Spool(format!(
-            "{} is not the complete manifest of run {run_id}",
-            manifest_path.display()
-        )));
-    }
-    let journal = read_journal(dir)?;
-    let mut report = UploadReport {
-        url: target.cfg.url(run_id),
-        uploaded: Vec::new(),
-        skipped: Vec::new(),
-        manifest: manifest.clone(),
-    };
-    for file in &manifest.files {
-        if file.path.contains('/') || file.path == MANIFEST {
-            return Err(SinkError::Spool(format!(
-                "the manifest names an unexpected file `{}`",
-                file.path
-            )));
-        }
-        if journal
-            .get(&file.path)
-            .is_some_and(|j| j.sha256 == file.sha256 && j.bytes == file.bytes)
-        {
-            report.skipped.push(file.path.clone());
-            continue;
-        }
-        let local = dir.join(&file.path);
-        let sha = sha256_file(&local)
-            .map_err(|e| SinkError::Spool(format!("{}: {e}", local.display())))?;
-        if sha != file.sha256 {
-            return Err(SinkError::Spool(format!(
-                "{}: its SHA-256 differs from the manifest's; the spool was changed, run again",
-                local.display()
-            )));
-        }
-        if fail_after_files.is_some_and(|n| report.uploaded.len() >= n as usize) {
-            return Err(SinkError::Store(format!(
-                "injected failure after {} files (sink.fail_after_files)",
-                report.uploaded.len()
-            )));
-        }
-        let key = target.path(run_id, &file.path);
-        let etag = with_retries(target.cfg.retries, || target.put_file(&local, &key)).await?;
-        append_journal(
-            dir,
-            &JournalEntry {
-                file: file.path.clone(),
-                sha256: file.sha256.clone(),
-                bytes: file.bytes,
-                etag,
-            },
-        )?;
-        report.uploaded.push(file.path.clone());
-    }
-    // Every file is confirmed: the commit marker goes up last.
-    let manifest_key = target.path(run_id, MANIFEST);
-    let meta = with_retries(target.cfg.retries, || async {
-        target
-            .store
-            .put(&manifest_key, PutPayload::from(manifest_bytes.clone()))
-            .await
-            .map_err(store_error)?;
-        target.store.head(&manifest_key).await.map_err(store_error)
-    })
-    .await?;
-    if meta.size != manifest_bytes.len() as u64 {
-        return Err(SinkError::Store(format!(
-            "{manifest_key}: the store holds {} bytes, the spool {}",
-            meta.size,
-            manifest_bytes.len()
-        )));
-    }
-    let _ = std::fs::remove_dir_all(dir);
-    Ok(report)
-}
-
-/// `airlock upload --resume RUN`: finishes the upload of a sealed spool in `home`.
-pub async fn resume_upload(
-    home: &crate::home::Home,
-    run_id: &str,
-) -> Result<UploadReport, SinkError> {
-    if uuid::Uuid::parse_str(run_id).is_err() {
-        return Err(SinkError::Config(format!("`{run_id}` is not a run id")));
-    }
-    let dir = spool_root(home).join(run_id);
-    let sink_path = dir.join(SINK_FILE);
-    let text = std::fs::read(&sink_path).map_err(|e| {
-        SinkError::Spool(format!(
-            "no sealed spool for run {run_id} ({}: {e}); either its upload finished, or its extraction did not (run the workflow again)",
-            sink_path.display()
-        ))
-    })?;
-    let cfg: S3SinkConfig = serde_json::from_slice(&text)
-        .map_err(|e| SinkError::Spool(format!("{}: {e}", sink_path.display())))?;
-    cfg.check().map_err(SinkError::Config)?;
-    let audit = RunAudit::new(Some(home.state().clone()), run_id, None, None);
-    let key = resolve_access_key(Some(home), &cfg, &audit, None).await?;
-    let target = S3Target::new(&cfg, &key)?;
-    let report = upload_sealed(&target, &dir, run_id, None).await?;
-    audit.record(
-        "upload",
-        "ok",
-        Some(&cfg.credential),
-        Some(&cfg.destination()),
-        Some(&format!(
-            "resumed: {} uploaded, {} already confirmed",
-            report.uploaded.len(),
-            report.skipped.len()
-        )),
-    );
-    Ok(report)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn cfg() -> S3SinkConfig {
         serde_json::from_value(serde_json::json!({
@@ -792,14 +463,5 @@ sse_kms_key_id = "alias/airlock"
         assert!(e.to_string().contains("secret_key"), "{e}");
         // Inside the tagged `[sink]` table serde reports the table's line.
         assert!(e.to_string().contains("line 6"), "{e}");
-    }
-
-    #[test]
-    fn unsealed_spool_is_removed() {
-        let root = tempfile::tempdir().unwrap();
-        let spool = S3Spool::create(root.path(), "r1").unwrap();
-        std::fs::write(spool.dir().join("table.jsonl"), "{}\n").unwrap();
-        drop(spool);
-        assert!(!root.path().join("r1").exists());
     }
 }
