@@ -1,17 +1,22 @@
 //! Hostile plugins: each is stopped with the expected error kind, publishes nothing, and leaves
 //! the host healthy (a normal run in the same runtime succeeds afterwards).
 
-use airlock::run::RunError;
-use airlock::runtime::Runtime;
-use airlock_tests::{plugin, read_jsonl, run, runtime, verify_run_dir, Workspace};
+//! Each case also records itself in `target/hostile-report/` (see `scripts/security-report`).
 
-/// Runs the real SQLite plugin in `rt` and checks it publishes a verified run.
-async fn assert_host_healthy(rt: &Runtime) {
-    let ws = Workspace::new();
-    airlock::demo::create_sample_database(&ws.path().join("shop.db")).unwrap();
-    let cfg = ws.config_for(&plugin("sqlite"), "shop.db", "");
-    let report = run(rt, &cfg).await.expect("a normal run still succeeds");
-    verify_run_dir(&report.output_dir);
+mod hostile_report;
+
+use std::time::Instant;
+
+use airlock::run::RunError;
+use airlock_tests::{plugin, read_jsonl, runtime, verify_run_dir, Workspace};
+use hostile_report::{assert_host_healthy, bounded, warm, Case};
+
+/// Runs a loaded config, failing the test if the host hangs.
+async fn run(
+    rt: &airlock::runtime::Runtime,
+    cfg: &airlock::config::LoadedConfig,
+) -> Result<airlock::run::RunReport, RunError> {
+    bounded(airlock_tests::run(rt, cfg)).await
 }
 
 fn empty_db(ws: &Workspace) {
@@ -23,6 +28,12 @@ fn empty_db(ws: &Workspace) {
 
 #[tokio::test]
 async fn endless_loop_is_stopped_at_the_deadline() {
+    let mut case = Case::new(
+        "endless_loop_is_stopped_at_the_deadline",
+        file!(),
+        "computes forever in a pure loop (no host calls)",
+        "deadline-exceeded at limits.deadline_s = 2; nothing published",
+    );
     let rt = runtime();
     let ws = Workspace::new();
     empty_db(&ws);
@@ -31,7 +42,11 @@ async fn endless_loop_is_stopped_at_the_deadline() {
         "db.sqlite",
         "[limits]\ndeadline_s = 2\n",
     );
+    warm(&rt, "hostile-loop");
+    let started = Instant::now();
     let err = run(&rt, &cfg).await.expect_err("the loop must be stopped");
+    case.stopped_after(started.elapsed());
+    case.failed(&err);
     assert_eq!(err.kind(), "deadline-exceeded", "{err}");
     assert!(err.to_string().contains("deadline exceeded"), "{err}");
     assert_eq!(err.exit_code(), 1);
@@ -45,6 +60,12 @@ async fn endless_loop_is_stopped_at_the_deadline() {
 
 #[tokio::test]
 async fn endless_loop_is_stopped_by_the_cpu_limit() {
+    let mut case = Case::new(
+        "endless_loop_is_stopped_by_the_cpu_limit",
+        file!(),
+        "computes forever with a long deadline",
+        "cpu-exceeded at limits.cpu_s = 1; nothing published",
+    );
     let rt = runtime();
     let ws = Workspace::new();
     empty_db(&ws);
@@ -53,7 +74,11 @@ async fn endless_loop_is_stopped_by_the_cpu_limit() {
         "db.sqlite",
         "[limits]\ndeadline_s = 600\ncpu_s = 1\n",
     );
+    warm(&rt, "hostile-loop");
+    let started = Instant::now();
     let err = run(&rt, &cfg).await.expect_err("the loop must be stopped");
+    case.stopped_after(started.elapsed());
+    case.failed(&err);
     assert_eq!(err.kind(), "cpu-exceeded", "{err}");
     assert!(ws.out_entries().is_empty());
     assert_host_healthy(&rt).await;
@@ -61,6 +86,12 @@ async fn endless_loop_is_stopped_by_the_cpu_limit() {
 
 #[tokio::test]
 async fn memory_bomb_is_stopped_at_the_memory_limit() {
+    let mut case = Case::new(
+        "memory_bomb_is_stopped_at_the_memory_limit",
+        file!(),
+        "allocates and touches 4 MiB blocks without end",
+        "memory-limit naming limits.memory_mb = 64; nothing published",
+    );
     let rt = runtime();
     let ws = Workspace::new();
     empty_db(&ws);
@@ -70,6 +101,7 @@ async fn memory_bomb_is_stopped_at_the_memory_limit() {
         "[limits]\nmemory_mb = 64\n",
     );
     let err = run(&rt, &cfg).await.expect_err("the bomb must be stopped");
+    case.failed(&err);
     assert_eq!(err.kind(), "memory-limit", "{err}");
     assert!(err.to_string().contains("limit is 64 MiB"), "{err}");
     assert!(ws.out_entries().is_empty());
@@ -78,11 +110,18 @@ async fn memory_bomb_is_stopped_at_the_memory_limit() {
 
 #[tokio::test]
 async fn panic_after_emits_leaves_no_run_directory() {
+    let mut case = Case::new(
+        "panic_after_emits_leaves_no_run_directory",
+        file!(),
+        "emits and flushes 52 valid assets, then panics",
+        "plugin-crashed quoting the panic message; no run directory, not even a partial one",
+    );
     let rt = runtime();
     let ws = Workspace::new();
     empty_db(&ws);
     let cfg = ws.config_for(&plugin("hostile-panic"), "db.sqlite", "");
     let err = run(&rt, &cfg).await.expect_err("a panic fails the run");
+    case.failed(&err);
     assert_eq!(err.kind(), "plugin-crashed", "{err}");
     assert!(
         err.to_string().contains("boom after 52 assets"),
@@ -98,6 +137,12 @@ async fn panic_after_emits_leaves_no_run_directory() {
 
 #[tokio::test]
 async fn files_env_args_stdin_and_sockets_are_not_granted() {
+    let mut case = Case::new(
+        "files_env_args_stdin_and_sockets_are_not_granted",
+        file!(),
+        "reads /etc/passwd, lists / and ., creates /tmp/airlock-escape, reads env, args and stdin, opens TCP/UDP sockets, resolves a name",
+        "the run completes; every attempt is denied, env/args/stdin are empty, no file is created",
+    );
     let rt = runtime();
     let ws = Workspace::new();
     empty_db(&ws);
@@ -108,6 +153,7 @@ async fn files_env_args_stdin_and_sockets_are_not_granted() {
     let assets = read_jsonl(&report.output_dir, "database");
     assert_eq!(assets.len(), 1);
     let a = &assets[0]["attributes"];
+    case.actual(format!("completed; probe {a}"));
     for key in [
         "read_etc_passwd",
         "read_relative",
@@ -134,6 +180,12 @@ async fn files_env_args_stdin_and_sockets_are_not_granted() {
 
 #[tokio::test]
 async fn sql_capability_stays_read_only_and_inside_allowed_dirs() {
+    let mut case = Case::new(
+        "sql_capability_stays_read_only_and_inside_allowed_dirs",
+        file!(),
+        "opens SQLite files outside allowed_dirs, by traversal, by URI; writes, ATTACHes, VACUUMs INTO, sets pragmas, loads an extension, runs a runaway query",
+        "each is denied (Error::Denied) or limited (runaway: Error::Limit); the database is unchanged and no file is written",
+    );
     let rt = runtime();
     let ws = Workspace::new();
     let inside = ws.path().join("data");
@@ -161,6 +213,7 @@ async fn sql_capability_stays_read_only_and_inside_allowed_dirs() {
     let report = run(&rt, &cfg).await.expect("the plugin itself completes");
     let assets = read_jsonl(&report.output_dir, "database");
     let a = &assets[0]["attributes"];
+    case.actual(format!("completed; probe {a}"));
     let expect = |key: &str, kind: &str| {
         let v = a[key].as_str().unwrap_or_default();
         assert!(
@@ -200,6 +253,12 @@ async fn sql_capability_stays_read_only_and_inside_allowed_dirs() {
 
 #[tokio::test]
 async fn two_plugins_run_concurrently_and_a_hostile_one_does_not_starve_the_other() {
+    let mut case = Case::new(
+        "two_plugins_run_concurrently_and_a_hostile_one_does_not_starve_the_other",
+        file!(),
+        "loops forever while the SQLite connector runs beside it in the same runtime",
+        "the loop ends with a limit error; the good run publishes a verified run",
+    );
     let rt = runtime();
     let hostile_ws = Workspace::new();
     empty_db(&hostile_ws);
@@ -211,15 +270,35 @@ async fn two_plugins_run_concurrently_and_a_hostile_one_does_not_starve_the_othe
     let good_ws = Workspace::new();
     airlock::demo::create_sample_database(&good_ws.path().join("shop.db")).unwrap();
     let good_cfg = good_ws.config_for(&plugin("sqlite"), "shop.db", "");
+    warm(&rt, "hostile-loop");
+    warm(&rt, "sqlite");
+    let started = Instant::now();
     let (bad, good) = tokio::join!(run(&rt, &hostile_cfg), run(&rt, &good_cfg));
+    case.stopped_after(started.elapsed());
+    case.actual(format!(
+        "hostile: {}; good: {}",
+        bad.as_ref()
+            .err()
+            .map(|e| format!("{}: {e}", e.kind()))
+            .unwrap_or_else(|| "COMPLETED".into()),
+        if good.is_ok() { "published" } else { "FAILED" }
+    ));
     assert!(matches!(bad, Err(RunError::Limit(_))), "{:?}", bad.err());
     let good = good.expect("the well-behaved plugin finishes");
     verify_run_dir(&good.output_dir);
+    assert_host_healthy(&rt).await;
 }
 
 #[tokio::test]
 async fn forged_and_dropped_credential_handles_are_refused() {
+    let mut case = Case::new(
+        "forged_and_dropped_credential_handles_are_refused",
+        file!(),
+        "passes a made-up credential handle index, then a dropped handle's index, to sql.open",
+        "plugin-crashed for both; the secret is never resolved and no login is attempted",
+    );
     let rt = runtime();
+    let mut outcomes = Vec::new();
     for mode in ["forge", "after-drop"] {
         let ws = Workspace::new();
         empty_db(&ws);
@@ -232,6 +311,8 @@ async fn forged_and_dropped_credential_handles_are_refused() {
         let err = airlock_tests::run_in(&rt, &cfg, &home)
             .await
             .expect_err("a forged handle must not work");
+        outcomes.push(format!("{mode}: {}: {err}", err.kind()));
+        case.actual(outcomes.join("; "));
         assert_eq!(err.kind(), "plugin-crashed", "{mode}: {err}");
         assert!(ws.out_entries().is_empty(), "{mode}: nothing published");
         let audit = home

@@ -18,8 +18,8 @@ use crate::secrets::SecretString;
 /// Forms shorter than this are not searched: they would match ordinary text.
 pub const MIN_FORM_BYTES: usize = 4;
 
-struct Form {
-    bytes: Zeroizing<Vec<u8>>,
+pub(crate) struct Form {
+    pub(crate) bytes: Zeroizing<Vec<u8>>,
     encoding: &'static str,
 }
 
@@ -96,7 +96,7 @@ fn zeroed(len: usize) -> Zeroizing<Vec<u8>> {
 }
 
 /// Every form of `secret` worth searching for.
-fn forms_of(secret: &[u8]) -> Vec<Form> {
+pub(crate) fn forms_of(secret: &[u8]) -> Vec<Form> {
     let mut out = vec![Form {
         bytes: Zeroizing::new(secret.to_vec()),
         encoding: "raw",

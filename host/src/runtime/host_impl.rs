@@ -156,7 +156,22 @@ macro_rules! shared_host_impl {
                 let policy = self.sql.clone();
                 let conn = self.table.get(&this)?;
                 match conn.query(&policy, statement, params).await {
-                    Ok(rows) => Ok(Ok(self.table.push(rows)?)),
+                    Ok(rows) => {
+                        let bytes = rows.buffered_bytes();
+                        let held: usize = self.sql_held.values().sum();
+                        if held.saturating_add(bytes) > policy.result_bytes {
+                            return Ok(Err(types::Error::Limit(format!(
+                                "the query results this plugin holds open would take {} MiB of host memory; the limit is {} MiB: read and drop rows before running another query",
+                                held.saturating_add(bytes) >> 20,
+                                policy.result_bytes >> 20
+                            ))));
+                        }
+                        let rows = self.table.push(rows)?;
+                        if bytes > 0 {
+                            self.sql_held.insert(rows.rep(), bytes);
+                        }
+                        Ok(Ok(rows))
+                    }
                     Err(e) => Ok(Err(wit_error(e))),
                 }
             }
@@ -200,6 +215,7 @@ macro_rules! shared_host_impl {
             }
 
             async fn drop(&mut self, this: Resource<SqlRows>) -> wasmtime::Result<()> {
+                self.sql_held.remove(&this.rep());
                 self.table.delete(this)?;
                 Ok(())
             }
@@ -238,6 +254,18 @@ macro_rules! shared_host_impl {
                         "emitting is not allowed while the plugin is only being described".into(),
                     )));
                 };
+                if let Some(a) = batch
+                    .iter()
+                    .find(|a| json_nesting_exceeds(&a.attributes_json, MAX_ATTRIBUTE_NESTING))
+                {
+                    let name = crate::pipeline::asset::qualified_name(&a.path);
+                    let name: String = name.chars().take(256).collect();
+                    let e = PipelineError::Invalid(format!(
+                        "{} {name}: attributes are nested deeper than {MAX_ATTRIBUTE_NESTING} levels",
+                        kind_from_wit(a.kind)
+                    ));
+                    return Err(self.fail(HostFailure::Pipeline(e)));
+                }
                 let batch = batch
                     .into_iter()
                     .map(|a| EmittedAsset {
@@ -271,6 +299,38 @@ macro_rules! shared_host_impl {
                 self.log.progress(done, total);
                 Ok(())
             }
+        }
+
+        /// Deepest nesting of arrays and objects accepted in attributes. Deeper lines would be
+        /// published but refused by common JSON parsers (serde_json stops at 128 levels).
+        const MAX_ATTRIBUTE_NESTING: usize = 64;
+
+        /// Whether `json` nests arrays and objects deeper than `max` (strings are skipped).
+        fn json_nesting_exceeds(json: &str, max: usize) -> bool {
+            let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+            for b in json.bytes() {
+                if in_string {
+                    match b {
+                        _ if escaped => escaped = false,
+                        b'\\' => escaped = true,
+                        b'"' => in_string = false,
+                        _ => {}
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => in_string = true,
+                    b'[' | b'{' => {
+                        depth += 1;
+                        if depth > max {
+                            return true;
+                        }
+                    }
+                    b']' | b'}' => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+            }
+            false
         }
 
         /// Maps a plugin's WIT error to the host's plugin error.

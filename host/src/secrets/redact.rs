@@ -23,6 +23,14 @@ struct Fingerprint {
     digest: [u8; 32],
 }
 
+fn fingerprint(bytes: &[u8]) -> Fingerprint {
+    Fingerprint {
+        len: bytes.len(),
+        first: bytes[0],
+        digest: Sha256::digest(bytes).into(),
+    }
+}
+
 /// A set of secret fingerprints.
 #[derive(Default)]
 pub struct Redactor {
@@ -36,18 +44,24 @@ impl Redactor {
         GLOBAL.get_or_init(Redactor::default)
     }
 
-    /// Remembers a secret so later texts have it replaced.
+    /// Remembers a secret so later texts have it replaced: raw and in the encoded forms the
+    /// outbound scan searches for (base64, hex, URL-encoded, JSON-escaped).
     pub fn register(&self, secret: &SecretString) {
         let bytes = secret.expose().as_bytes();
-        let Some(&first) = bytes.first() else { return };
-        let print = Fingerprint {
-            len: bytes.len(),
-            first,
-            digest: Sha256::digest(bytes).into(),
-        };
+        if bytes.is_empty() {
+            return;
+        }
+        let mut new = vec![fingerprint(bytes)];
+        for form in crate::pipeline::scan::forms_of(bytes) {
+            if form.bytes.len() >= crate::pipeline::scan::MIN_FORM_BYTES {
+                new.push(fingerprint(&form.bytes));
+            }
+        }
         if let Ok(mut prints) = self.prints.write() {
-            if !prints.contains(&print) {
-                prints.push(print);
+            for print in new {
+                if !prints.contains(&print) {
+                    prints.push(print);
+                }
             }
         }
     }
@@ -152,5 +166,29 @@ mod tests {
         r.register(&SecretString::new("abcdef".into()));
         r.register(&SecretString::new("cdefgh".into()));
         assert_eq!(r.redact("xxabcdefghxx"), "xx[redacted]xx");
+    }
+
+    #[test]
+    fn encoded_forms_are_replaced_too() {
+        use base64::Engine;
+        let secret = "Tok3n/with+odd&chars";
+        let r = Redactor::default();
+        r.register(&SecretString::new(secret.into()));
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("user:{secret}"));
+        let hex = hex::encode(secret);
+        let url = "Tok3n%2Fwith%2Bodd%26chars";
+        for text in [
+            format!("basic {b64}"),
+            format!("hex={hex}"),
+            format!("url={url}"),
+        ] {
+            let out = r.redact(&text);
+            assert!(out.contains(REDACTED), "{text} -> {out}");
+            assert!(!out.contains(&hex) && !out.contains(url), "{out}");
+        }
+        // The base64 text keeps only the characters that do not depend on the secret.
+        let text = format!("basic {b64}");
+        let out = r.redact(&text);
+        assert!(out.len() < text.len(), "{out}");
     }
 }

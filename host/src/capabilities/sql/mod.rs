@@ -274,6 +274,15 @@ impl SqlRows {
         }
     }
 
+    /// Bytes of rows held in host memory: a buffered result's remaining rows; a stream holds
+    /// at most [`STREAM_BUFFER_ROWS`] ahead and counts nothing.
+    pub fn buffered_bytes(&self) -> usize {
+        match &self.source {
+            RowSource::Buffered(rows) => rows.iter().flatten().map(DbValue::size).sum(),
+            RowSource::Streamed { .. } => 0,
+        }
+    }
+
     /// Rows a driver task sends through `rx` (created with capacity [`STREAM_BUFFER_ROWS`]).
     pub fn streamed(
         columns: Vec<(String, String)>,

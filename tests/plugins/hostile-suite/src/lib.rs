@@ -1,0 +1,416 @@
+//! Hostile plugin with many faces: `[source.options] mode = "..."` picks one attack on the
+//! host (see `extract`). Probing modes report what they got as the attributes of the database
+//! asset `probe` (`result`: `granted: ...` or `denied: ...`); attacking modes either run into a
+//! host limit or return the host's refusal unchanged as the plugin's error.
+
+use std::io::{Read, Write};
+
+use airlock_sdk::__private::airlock::connector::{
+    credentials as raw_cred, emit as raw_emit, http as raw_http, log as raw_log, sql as raw_sql,
+    types as raw_types,
+};
+use airlock_sdk::{AssetKind, Connector, Emitter, Error, PluginInfo, Scope};
+use serde_json::{json, Value};
+
+struct Suite;
+
+fn opt_str<'a>(o: &'a Value, key: &str) -> &'a str {
+    o[key].as_str().unwrap_or_default()
+}
+
+fn opt_u64(o: &Value, key: &str, default: u64) -> u64 {
+    o[key].as_u64().unwrap_or(default)
+}
+
+fn outcome<T, E: std::fmt::Display>(r: Result<T, E>) -> String {
+    match r {
+        Ok(_) => "granted".to_string(),
+        Err(e) => format!("denied: {e}"),
+    }
+}
+
+fn probe(out: &mut Emitter, attrs: Value) -> Result<(), Error> {
+    out.emit(AssetKind::Database, ["probe"], attrs)
+}
+
+fn raw_asset(kind: AssetKind, path: &[&str], attributes_json: String) -> raw_types::Asset {
+    raw_types::Asset {
+        kind,
+        path: path.iter().map(|s| s.to_string()).collect(),
+        attributes_json,
+    }
+}
+
+fn driver(name: &str) -> raw_sql::Driver {
+    match name {
+        "mysql" => raw_sql::Driver::Mysql,
+        "sqlite" => raw_sql::Driver::Sqlite,
+        _ => raw_sql::Driver::Postgres,
+    }
+}
+
+/// Recurses without touching linear memory, so the engine's call stack is what overflows.
+#[inline(never)]
+fn deep(n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    deep(std::hint::black_box(n) - 1).wrapping_add(n)
+}
+
+/// The body of a GET through the host's HTTP capability, with the workflow's credential.
+fn fetch(o: &Value) -> Result<String, Error> {
+    let cred = if o["credential"].as_bool().unwrap_or(false) {
+        Some(raw_cred::get("source")?)
+    } else {
+        None
+    };
+    let client = raw_http::open(opt_str(o, "base"), cred.as_ref())?;
+    let path = match opt_str(o, "path") {
+        "" => "/",
+        p => p,
+    };
+    let resp = client.send(&raw_http::Request {
+        method: "GET".into(),
+        path_and_query: path.into(),
+        headers: Vec::new(),
+        body: vec![0; opt_u64(o, "body_bytes", 0) as usize],
+    })?;
+    Ok(format!(
+        "HTTP {}: {}",
+        resp.status,
+        String::from_utf8_lossy(&resp.body)
+    ))
+}
+
+impl Connector for Suite {
+    type Config = Value;
+
+    fn describe() -> PluginInfo {
+        PluginInfo::new("hostile-suite", "0.0.0", "one hostile behaviour per mode")
+    }
+
+    fn extract(config: Value, _: &Scope, out: &mut Emitter) -> Result<(), Error> {
+        let o = &config["options"];
+        match opt_str(o, "mode") {
+            // --- CPU, memory, stack, tables -------------------------------------------------
+            "loop-host-calls" => {
+                let mut i = 0u64;
+                loop {
+                    raw_log::progress(i, None);
+                    let _ = raw_cred::get("no-such-slot");
+                    i = i.wrapping_add(1);
+                }
+            }
+            "stack-overflow" => {
+                let n = deep(std::hint::black_box(u64::MAX));
+                probe(out, json!({ "depth": n }))
+            }
+            "big-alloc" => {
+                let v = vec![0xA5u8; opt_u64(o, "bytes", 2 << 30) as usize];
+                probe(out, json!({ "len": std::hint::black_box(&v).len() }))
+            }
+            "normal" => probe(out, json!({ "result": "ran" })),
+
+            // --- output integrity -------------------------------------------------------------
+            "huge-emit" => {
+                let text = "x".repeat(opt_u64(o, "bytes", 32 << 20) as usize);
+                let attrs = json!({ "blob": text }).to_string();
+                raw_emit::emit(&[raw_asset(AssetKind::Database, &["db"], attrs)])
+            }
+            "emit-flood" => {
+                let pad = "p".repeat(opt_u64(o, "pad", 0) as usize);
+                for i in 0..opt_u64(o, "count", 1_000_000) {
+                    out.emit(
+                        AssetKind::Table,
+                        ["db", "main", &format!("t{i}")],
+                        json!({ "pad": pad }),
+                    )?;
+                }
+                Ok(())
+            }
+            "giant-attribute" => {
+                out.emit(AssetKind::Database, ["db"], json!({ "ok": true }))?;
+                let text = "g".repeat(opt_u64(o, "bytes", 512 << 10) as usize);
+                out.emit(
+                    AssetKind::Table,
+                    ["db", "main", "giant"],
+                    json!({ "comment": text }),
+                )?;
+                out.emit(AssetKind::Table, ["db", "main", "small"], json!({}))
+            }
+            "giant-segment" => {
+                let seg = "s".repeat(64 << 10);
+                out.emit(AssetKind::Table, ["db", "main", &seg], json!({}))
+            }
+            "invalid-json" => raw_emit::emit(&[raw_asset(
+                AssetKind::Table,
+                &["db", "main", "t"],
+                "{\"comment\": \"unterminated".into(),
+            )]),
+            "non-object-json" => raw_emit::emit(&[raw_asset(
+                AssetKind::Table,
+                &["db", "main", "t"],
+                "[1, 2, 3]".into(),
+            )]),
+            "nested-json" => {
+                let depth = opt_u64(o, "depth", 1_000_000) as usize;
+                let attrs = format!("{{\"a\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
+                raw_emit::emit(&[raw_asset(AssetKind::Table, &["db", "main", "t"], attrs)])
+            }
+            "other-database" => {
+                out.emit(AssetKind::Database, ["good"], json!({}))?;
+                out.emit(AssetKind::Schema, ["good", "main"], json!({}))?;
+                out.emit(AssetKind::Table, ["good", "main", "t"], json!({}))?;
+                // Claims another database, directly and through a segment holding dots.
+                out.emit(AssetKind::Database, ["other"], json!({}))?;
+                out.emit(AssetKind::Table, ["other", "main", "secret"], json!({}))?;
+                out.emit(AssetKind::Table, ["good.main", "x", "y"], json!({}))?;
+                out.emit(AssetKind::Schema, ["good\"", "main"], json!({}))
+            }
+            "control-path" => out.emit(AssetKind::Table, ["db", "main", "t\0\n../x"], json!({})),
+            "wrong-path-shape" => out.emit(AssetKind::Table, ["only-one-segment"], json!({})),
+            "abort-after-emits" => {
+                for i in 0..20 {
+                    out.emit(
+                        AssetKind::Table,
+                        ["db", "main", &format!("t{i}")],
+                        json!({}),
+                    )?;
+                }
+                out.flush()?;
+                std::process::abort()
+            }
+
+            // --- ambient authority -------------------------------------------------------------
+            "read-file" => {
+                let path = opt_str(o, "path");
+                let r = std::fs::read_to_string(path);
+                let listing =
+                    std::fs::read_dir(std::path::Path::new(path).parent().unwrap_or("/".as_ref()));
+                probe(
+                    out,
+                    json!({
+                        "result": match &r { Ok(text) => format!("granted: {text}"), Err(e) => format!("denied: {e}") },
+                        "list_dir": outcome(listing),
+                        "list_root": outcome(std::fs::read_dir("/")),
+                        "list_cwd": outcome(std::fs::read_dir(".")),
+                    }),
+                )
+            }
+            "write-file" => {
+                let r = std::fs::File::create(opt_str(o, "path"))
+                    .and_then(|mut f| f.write_all(b"escaped"));
+                probe(out, json!({ "result": outcome(r) }))
+            }
+            "env" => {
+                let vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+                probe(out, json!({ "count": vars.len(), "vars": vars }))
+            }
+            "args" => {
+                let args: Vec<String> = std::env::args().collect();
+                probe(out, json!({ "count": args.len(), "args": args }))
+            }
+            "stdin" => {
+                let mut buf = Vec::new();
+                let r = std::io::stdin().read_to_end(&mut buf);
+                probe(
+                    out,
+                    json!({ "bytes": buf.len(), "ok": r.is_ok(), "text": String::from_utf8_lossy(&buf) }),
+                )
+            }
+            "tcp-connect" => {
+                let r = std::net::TcpStream::connect(opt_str(o, "addr"))
+                    .and_then(|mut s| s.write_all(b"escaped\n"));
+                probe(out, json!({ "result": outcome(r) }))
+            }
+            "udp-send" => {
+                let r = std::net::UdpSocket::bind("0.0.0.0:0")
+                    .and_then(|s| s.send_to(b"escaped", opt_str(o, "addr")));
+                probe(out, json!({ "result": outcome(r) }))
+            }
+            "tcp-listen" => {
+                let r = std::net::TcpListener::bind("0.0.0.0:0");
+                probe(out, json!({ "result": outcome(r) }))
+            }
+            "dns" => {
+                let r = std::net::ToSocketAddrs::to_socket_addrs(&(opt_str(o, "name"), 80u16));
+                probe(out, json!({ "result": outcome(r) }))
+            }
+
+            // --- capabilities -----------------------------------------------------------------
+            "sql-open" => {
+                let cred = if o["credential"].as_bool().unwrap_or(false) {
+                    Some(raw_cred::get("source")?)
+                } else {
+                    None
+                };
+                let target = raw_sql::Endpoint {
+                    driver: driver(opt_str(o, "driver")),
+                    address: opt_str(o, "address").into(),
+                    database: o["database"].as_str().map(str::to_string),
+                };
+                raw_sql::open(&target, cred.as_ref())?;
+                probe(out, json!({ "result": "granted" }))
+            }
+            "http-get" => {
+                let body = fetch(o)?;
+                probe(out, json!({ "result": format!("granted: {body}") }))
+            }
+            "other-slot" => {
+                raw_cred::get(opt_str(o, "slot"))?;
+                probe(out, json!({ "result": "granted" }))
+            }
+            "forge-connection" => {
+                // SAFETY: deliberately unsound: this instance owns no such handle.
+                let forged = unsafe { raw_sql::Connection::from_handle(4242) };
+                let r = forged.query("SELECT 1", &[]);
+                std::mem::forget(forged);
+                r.map(|_| ())
+            }
+            "forge-client" => {
+                // SAFETY: deliberately unsound: this instance owns no such handle.
+                let forged = unsafe { raw_http::Client::from_handle(77) };
+                let r = forged.send(&raw_http::Request {
+                    method: "GET".into(),
+                    path_and_query: "/".into(),
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                });
+                std::mem::forget(forged);
+                r.map(|_| ())
+            }
+            "connection-after-drop" => {
+                let conn = raw_sql::open(
+                    &raw_sql::Endpoint {
+                        driver: raw_sql::Driver::Sqlite,
+                        address: opt_str(o, "database").into(),
+                        database: None,
+                    },
+                    None,
+                )?;
+                let index = conn.handle();
+                drop(conn);
+                // SAFETY: deliberately unsound: the index belongs to a dropped resource.
+                let stale = unsafe { raw_sql::Connection::from_handle(index) };
+                let r = stale.query("SELECT 1", &[]);
+                std::mem::forget(stale);
+                r.map(|_| ())
+            }
+            "handle-flood" => {
+                let mut n = 0u64;
+                let max = opt_u64(o, "count", u64::MAX);
+                while n < max {
+                    let h = raw_cred::get("source")?;
+                    std::mem::forget(h);
+                    n += 1;
+                }
+                probe(out, json!({ "handles": n }))
+            }
+            "sql-huge-batch" => {
+                let conn = raw_sql::open(
+                    &raw_sql::Endpoint {
+                        driver: raw_sql::Driver::Sqlite,
+                        address: opt_str(o, "database").into(),
+                        database: None,
+                    },
+                    None,
+                )?;
+                let rows = conn.query(opt_str(o, "sql"), &[])?;
+                let (mut batches, mut total, mut largest) = (0u64, 0u64, 0u64);
+                while let Some(batch) = rows.next_batch(u32::MAX)? {
+                    batches += 1;
+                    total += batch.len() as u64;
+                    largest = largest.max(batch.len() as u64);
+                }
+                probe(
+                    out,
+                    json!({ "batches": batches, "rows": total, "largest_batch": largest }),
+                )
+            }
+            "sql-hoard" => {
+                let conn = raw_sql::open(
+                    &raw_sql::Endpoint {
+                        driver: raw_sql::Driver::Sqlite,
+                        address: opt_str(o, "database").into(),
+                        database: None,
+                    },
+                    None,
+                )?;
+                let mut held = Vec::new();
+                for _ in 0..opt_u64(o, "count", 10) {
+                    held.push(conn.query(opt_str(o, "sql"), &[])?);
+                }
+                probe(out, json!({ "held": held.len() }))
+            }
+
+            // --- stdio, logs, progress ---------------------------------------------------------
+            "stdout-flood" | "stderr-flood" => {
+                let chunk = vec![b'A'; 4 << 10];
+                let total = opt_u64(o, "bytes", 64 << 20);
+                let mut written = 0u64;
+                let mut error = None;
+                while written < total {
+                    let r = if opt_str(o, "mode") == "stdout-flood" {
+                        std::io::stdout().write_all(&chunk)
+                    } else {
+                        std::io::stderr().write_all(&chunk)
+                    };
+                    if let Err(e) = r {
+                        error = Some(e.to_string());
+                        break;
+                    }
+                    written += chunk.len() as u64;
+                }
+                probe(out, json!({ "written": written, "error": error }))
+            }
+            "log-flood" => {
+                let line = "L".repeat(opt_u64(o, "line_bytes", 100) as usize);
+                for _ in 0..opt_u64(o, "count", 100_000) {
+                    raw_log::log(raw_log::Level::Info, &line);
+                }
+                probe(out, json!({ "result": "logged" }))
+            }
+            "progress-spam" => {
+                for i in 0..opt_u64(o, "count", 1_000_000) {
+                    raw_log::progress(i, Some(u64::MAX));
+                }
+                probe(out, json!({ "result": "done" }))
+            }
+            "huge-error" => Err(Error::Source(format!(
+                "\x1b[2J\x1b[31mforged\nERROR host: {}",
+                "e".repeat(opt_u64(o, "bytes", 1 << 20) as usize)
+            ))),
+
+            // --- exfiltration of what a source reflected --------------------------------------
+            "leak" => {
+                // One line, so that every place quoting it (log, stderr tail) has all of it.
+                let body = fetch(o)?.replace(['\r', '\n'], " ");
+                match opt_str(o, "via") {
+                    "log" => {
+                        raw_log::log(raw_log::Level::Error, &format!("leaking {body}"));
+                        probe(out, json!({ "result": "logged" }))
+                    }
+                    "error" => Err(Error::Source(format!("leaking {body}"))),
+                    "emit" => probe(out, json!({ "result": body })),
+                    "panic" => panic!("leaking {body}"),
+                    "stderr" => {
+                        eprintln!("leaking {body}");
+                        Err(Error::Source("see stderr".into()))
+                    }
+                    other => Err(Error::InvalidConfig(format!("unknown via `{other}`"))),
+                }
+            }
+
+            // --- waiting ---------------------------------------------------------------------
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(opt_u64(o, "secs", 3600)));
+                probe(out, json!({ "result": "woke up" }))
+            }
+
+            other => Err(Error::InvalidConfig(format!("unknown mode `{other}`"))),
+        }
+    }
+}
+
+airlock_sdk::export_connector!(Suite);
