@@ -2,6 +2,7 @@
 //! library.
 
 mod credentials;
+mod plugin;
 mod progress;
 mod upload;
 
@@ -67,6 +68,12 @@ enum Command {
     /// Inspect plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Install and approve plugins (digest, capabilities, signatures); author keys and signing.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// Internal: compile a plugin read from stdin (run by `plugin install` in a limited child).
+    #[command(name = "__compile-plugin", hide = true)]
+    CompilePlugin(plugin::CompileChildArgs),
     /// Create a sample shop database and a config in DIR, run it, and print a summary.
     Demo(DemoArgs),
     /// Finish an interrupted object-store upload (`--resume RUN`).
@@ -186,6 +193,8 @@ pub async fn main() -> i32 {
         Command::Audit(a) => credentials::audit(a, &home_dir),
         Command::Demo(args) => demo(&args).await,
         Command::Upload(args) => upload::upload(&args, &home_dir).await,
+        Command::Plugin(c) => plugin::plugin(c, &home_dir).await,
+        Command::CompilePlugin(args) => plugin::compile_child(args),
         Command::Plugins(PluginsCommand::List {
             dir,
             json,
@@ -214,6 +223,8 @@ fn load_target(
         (Some(path), _) => {
             let cfg = LoadedConfig::load(path).map_err(|e| fail(&RunError::Config(e), json))?;
             let needs_home = cfg.config.source.credential.is_some()
+                || home_dir.join("state.sqlite").is_file()
+                || crate::plugins::PluginPolicy::path_for(home_dir).is_file()
                 || cfg
                     .config
                     .filters

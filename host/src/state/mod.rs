@@ -66,6 +66,15 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_run ON audit(run_id);
 CREATE INDEX IF NOT EXISTS audit_credential ON audit(credential);
+CREATE TABLE IF NOT EXISTS plugin_approvals (
+    name TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    wit_version TEXT,
+    capabilities TEXT NOT NULL,
+    signer TEXT,
+    file TEXT NOT NULL,
+    approved_at TEXT NOT NULL
+);
 "#;
 
 /// A credential as the registry knows it: where the secret lives and where it may be used.
@@ -123,6 +132,24 @@ pub struct AuditEntry {
     /// `ok`, `denied` or `failed`.
     pub outcome: String,
     pub detail: Option<String>,
+}
+
+/// An installed plugin as approved: its digest and the capabilities the operator saw.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PluginApproval {
+    /// The name workflows use (`[source] plugin = "name"`).
+    pub name: String,
+    /// Lowercase hex SHA-256 of the approved file.
+    pub sha256: String,
+    /// The `airlock:connector` version it imports.
+    pub wit_version: Option<String>,
+    /// The approved capabilities, as JSON ([`crate::plugins::Capabilities`]).
+    pub capabilities: String,
+    /// The trusted public key that signed it, when it was signed.
+    pub signer: Option<String>,
+    /// Where it was installed.
+    pub file: String,
+    pub approved_at: String,
 }
 
 /// The state store.
@@ -313,6 +340,40 @@ impl StateStore {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Records (replacing any earlier one) the approval of an installed plugin.
+    pub fn approve_plugin(&self, p: &PluginApproval) -> Result<(), StateError> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO plugin_approvals (name, sha256, wit_version, capabilities, signer, file, approved_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![p.name, p.sha256, p.wit_version, p.capabilities, p.signer, p.file, p.approved_at],
+        )?;
+        Ok(())
+    }
+
+    /// The approval of the plugin `name`, if it was installed.
+    pub fn plugin_approval(&self, name: &str) -> Result<Option<PluginApproval>, StateError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT name, sha256, wit_version, capabilities, signer, file, approved_at
+                 FROM plugin_approvals WHERE name = ?1",
+                [name],
+                row_to_approval,
+            )
+            .optional()?)
+    }
+
+    /// Every approved plugin, by name.
+    pub fn plugin_approvals(&self) -> Result<Vec<PluginApproval>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT name, sha256, wit_version, capabilities, signer, file, approved_at
+             FROM plugin_approvals ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], row_to_approval)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// Appends an audit entry (its `at` is set now when empty).
     pub fn audit(&self, e: &AuditEntry) -> Result<(), StateError> {
         let at = if e.at.is_empty() { now() } else { e.at.clone() };
@@ -376,6 +437,18 @@ fn row_to_credential(r: &rusqlite::Row<'_>) -> rusqlite::Result<CredentialRecord
         created_at: r.get(8)?,
         rotated_at: r.get(9)?,
         revoked_at: r.get(10)?,
+    })
+}
+
+fn row_to_approval(r: &rusqlite::Row<'_>) -> rusqlite::Result<PluginApproval> {
+    Ok(PluginApproval {
+        name: r.get(0)?,
+        sha256: r.get(1)?,
+        wit_version: r.get(2)?,
+        capabilities: r.get(3)?,
+        signer: r.get(4)?,
+        file: r.get(5)?,
+        approved_at: r.get(6)?,
     })
 }
 
