@@ -41,6 +41,9 @@ fn is_default_network(n: &crate::capabilities::http::policy::NetworkConfig) -> b
 pub struct SourceConfig {
     /// Installed plugin name (looked up in the plugin directory) or a path to a `.wasm` file.
     pub plugin: String,
+    /// The plugin's SHA-256 (lowercase hex); a run refuses any other file before compiling it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_sha256: Option<String>,
     /// `host:port` of a network source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
@@ -176,6 +179,22 @@ pub enum SinkConfig {
     },
     /// S3-compatible object storage; each run becomes `<prefix>/<run-id>/`.
     S3(crate::sinks::s3::S3SinkConfig),
+    /// An HTTPS tenant endpoint; each run is PUT to `<url>/runs/<run-id>/`.
+    Https(crate::sinks::https::HttpsSinkConfig),
+}
+
+impl SinkConfig {
+    /// Checks what serde cannot.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            SinkConfig::Local {
+                keep_runs: Some(0), ..
+            } => Err("sink.keep_runs must be at least 1 (leave it out to keep every run)".into()),
+            SinkConfig::Local { .. } => Ok(()),
+            SinkConfig::S3(s3) => s3.check(),
+            SinkConfig::Https(https) => https.check(),
+        }
+    }
 }
 
 /// A configuration error: what is wrong, where, and what to do.
@@ -225,20 +244,17 @@ impl WorkflowConfig {
                     .into(),
             ));
         }
+        if let Some(pin) = &self.source.plugin_sha256 {
+            if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError::Invalid(format!(
+                    "source.plugin_sha256 `{pin}` is not a SHA-256 (64 hex digits); `airlock plugin install` and `airlock plugin list` print it"
+                )));
+            }
+        }
         crate::pipeline::filter::FilterPolicy::compile(&self.filters)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.limits.check().map_err(ConfigError::Invalid)?;
-        if let SinkConfig::S3(s3) = &self.sink {
-            s3.check().map_err(ConfigError::Invalid)?;
-        }
-        if let SinkConfig::Local {
-            keep_runs: Some(0), ..
-        } = &self.sink
-        {
-            return Err(ConfigError::Invalid(
-                "sink.keep_runs must be at least 1 (leave it out to keep every run)".into(),
-            ));
-        }
+        self.sink.check().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::capabilities::credentials::CredentialSlots;
+use crate::capabilities::http::policy::NetworkPolicy;
 use crate::capabilities::log::{clean_line, LogLevel, PluginLog};
 use crate::capabilities::sql::login::SqlLogin;
 use crate::capabilities::sql::SqlPolicy;
-use crate::capabilities::http::policy::NetworkPolicy;
 use crate::config::{ConfigError, LoadedConfig, SinkConfig};
 use crate::pipeline::fields::HashKeys;
 use crate::pipeline::filter::FilterPolicy;
@@ -22,7 +22,7 @@ use crate::runtime::limits::{LimitExceeded, Limits};
 use crate::runtime::state::{HostFailure, RunState};
 use crate::runtime::{self, ExtractOutcome, LoadError, LoadedPlugin, PluginDescription, Runtime};
 use crate::sinks::local::{LocalSink, StagedRun};
-use crate::sinks::s3::S3Spool;
+use crate::sinks::remote::{RemoteSink, RemoteSpool, SinkError};
 
 /// Phases of a run, reported to the observer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,9 @@ pub enum RunError {
     /// The plugin could not be found or loaded.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// The plugin is not the one the workflow pinned or the operator approved.
+    #[error(transparent)]
+    PluginRefused(#[from] crate::plugins::PluginRefused),
     /// The plugin could not be found.
     #[error("plugin `{name}` not found: looked for {looked}; build plugins with ./scripts/build-plugins or set --plugin-dir / AIRLOCK_PLUGIN_DIR")]
     PluginNotFound { name: String, looked: String },
@@ -100,7 +103,10 @@ impl RunError {
     /// Exit code of the CLI: 2 for usage and configuration errors, 1 for failed runs.
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Config(_) | RunError::Load(_) | RunError::PluginNotFound { .. } => 2,
+            RunError::Config(_)
+            | RunError::Load(_)
+            | RunError::PluginNotFound { .. }
+            | RunError::PluginRefused(_) => 2,
             _ => 1,
         }
     }
@@ -112,6 +118,7 @@ impl RunError {
             RunError::Load(LoadError::WitVersion { .. }) => "wit-version",
             RunError::Load(_) => "plugin-load",
             RunError::PluginNotFound { .. } => "plugin-not-found",
+            RunError::PluginRefused(_) => "plugin-refused",
             RunError::Limit(LimitExceeded::Deadline(_)) => "deadline-exceeded",
             RunError::Limit(LimitExceeded::Cpu(_)) => "cpu-exceeded",
             RunError::Limit(LimitExceeded::Memory { .. }) => "memory-limit",
@@ -204,7 +211,7 @@ enum Finished {
 /// Where a run spools: the sink's staging directory, or a private temporary one (preview).
 enum Staging {
     Sink(StagedRun),
-    Spool(S3Spool),
+    Spool(RemoteSpool),
     Temp(tempfile::TempDir),
 }
 
@@ -498,43 +505,19 @@ async fn resolve_hash_keys(
         )));
     };
     for guid in guids {
-        let record = home.state().credential(&guid).map_err(|e| {
-            RunError::Config(ConfigError::Invalid(format!(
-                "filters.fields key_credential: {e}"
-            )))
-        })?;
-        let fail = |outcome: &str, message: String| {
-            audit.record("resolve", outcome, Some(&guid), None, Some(&message));
-            RunError::Credential(message)
+        let usage = crate::home::CredentialUse {
+            guid: &guid,
+            setting: "filters.fields key_credential",
+            destination: None,
+            purpose: "filters.fields hash key",
         };
-        if let Some(at) = &record.revoked_at {
-            return Err(fail(
-                "denied",
-                format!("hash key credential {guid} was revoked at {at}"),
-            ));
-        }
-        let store = home
-            .stores()
-            .get(&record.backend)
-            .map_err(|e| fail("failed", format!("hash key credential {guid}: {e}")))?;
-        let secret = store.resolve(&record.locator).await.map_err(|e| {
-            fail(
-                "failed",
-                format!(
-                    "hash key credential {guid} cannot be resolved from the `{}` backend: {e}",
-                    record.backend
-                ),
-            )
-        })?;
-        crate::secrets::redact::Redactor::global().register(&secret);
-        scanner.register(&secret);
-        audit.record(
-            "resolve",
-            "ok",
-            Some(&guid),
-            None,
-            Some("filters.fields hash key"),
-        );
+        let (_, secret) = home
+            .resolve_for(&usage, audit, Some(scanner), |_| Ok(()))
+            .await
+            .map_err(|e| match e {
+                crate::home::ResolveError::Unknown(m) => RunError::Config(ConfigError::Invalid(m)),
+                e => RunError::Credential(e.to_string()),
+            })?;
         keys.insert(
             &guid,
             zeroize::Zeroizing::new(secret.expose().as_bytes().to_vec()),
@@ -563,7 +546,31 @@ async fn run_inner(
 
     observer.phase(Phase::Loading);
     let plugin_path = resolve_plugin(&config.source.plugin, &cfg.base_dir, plugins)?;
-    let plugin = runtime.load_plugin(&plugin_path)?;
+    // Read once: the bytes checked against the pin and the approval are the bytes compiled.
+    let wasm = std::fs::read(&plugin_path).map_err(|source| LoadError::Read {
+        path: plugin_path.clone(),
+        source,
+    })?;
+    crate::plugins::verify::check(
+        &config.source.plugin,
+        &plugin_path,
+        &wasm,
+        config.source.plugin_sha256.as_deref(),
+        home,
+        &crate::state::RunAudit::new(
+            home.map(|h| h.state().clone()),
+            &run_id,
+            cfg.workflow_id.as_deref(),
+            Some(&hex::encode(Sha256::digest(&wasm))),
+        ),
+    )?;
+    let plugin = runtime.load_plugin_bytes(&plugin_path, &wasm)?;
+    drop(wasm);
+    tracing::debug!(
+        from_cache = plugin.from_cache,
+        "plugin {} loaded",
+        plugin_path.display()
+    );
     let load_ms = started.elapsed().as_millis() as u64;
     let audit = crate::state::RunAudit::new(
         home.map(|h| h.state().clone()),
@@ -575,19 +582,24 @@ async fn run_inner(
     let hash_keys = resolve_hash_keys(&policy, home, &audit, &scanner).await?;
     let (slots, login) = credentials_for(cfg, &limits, home, audit.clone(), &scanner)?;
     let http = crate::capabilities::http::HttpAccess::for_run(cfg, home, audit.clone(), &scanner)
-        .map_err(|e| RunError::Config(ConfigError::Invalid(e.to_string())))?;
-    // The sink's access key is resolved before extraction: the scan then catches it too.
-    let s3 = match &config.sink {
-        SinkConfig::S3(s3) => {
-            let mut s3 = s3.clone();
-            s3.ca_file = s3.ca_file.map(|ca| cfg.resolve(&ca).display().to_string());
-            let key = crate::sinks::s3::resolve_access_key(home, &s3, &audit, Some(&scanner))
-                .await
-                .map_err(|e| RunError::Credential(e.to_string()))?;
-            Some((s3, key))
-        }
-        SinkConfig::Local { .. } => None,
-    };
+        .await
+        .map_err(|e| match e {
+            crate::capabilities::http::HttpError::Denied(m) => RunError::Credential(m),
+            e => RunError::Config(ConfigError::Invalid(e.to_string())),
+        })?;
+    // A remote sink's credentials are resolved before extraction: the scan then catches them too.
+    let remote = RemoteSink::prepare(
+        &config.sink,
+        |p| cfg.resolve(p),
+        home,
+        &audit,
+        Some(&scanner),
+    )
+    .await
+    .map_err(|e| match e {
+        SinkError::Config(m) => RunError::Config(ConfigError::Invalid(m)),
+        e => RunError::Credential(e.to_string()),
+    })?;
 
     let staged = match (mode, &config.sink, home) {
         (Mode::Publish, SinkConfig::Local { dir, .. }, _) => {
@@ -597,16 +609,16 @@ async fn run_inner(
                     .map_err(|e| RunError::Output(format!("{}: {e}", sink.dir().display())))?,
             )
         }
-        (Mode::Publish, SinkConfig::S3(_), Some(home)) => {
-            let root = crate::sinks::s3::spool_root(home);
+        (Mode::Publish, SinkConfig::S3(_) | SinkConfig::Https(_), Some(home)) => {
+            let root = crate::sinks::remote::spool_root(home);
             Staging::Spool(
-                S3Spool::create(&root, &run_id)
+                RemoteSpool::create(home, &run_id)
                     .map_err(|e| RunError::Output(format!("{}: {e}", root.display())))?,
             )
         }
-        (Mode::Publish, SinkConfig::S3(_), None) => {
+        (Mode::Publish, SinkConfig::S3(_) | SinkConfig::Https(_), None) => {
             return Err(RunError::Config(ConfigError::Invalid(
-                "an s3 sink needs an airlock home".into(),
+                "a remote sink needs an airlock home".into(),
             )))
         }
         (Mode::Preview { .. }, _, _) => Staging::Temp(
@@ -617,7 +629,12 @@ async fn run_inner(
         ),
     };
 
+    let spool_key = match &staged {
+        Staging::Spool(spool) => Some(spool.key()),
+        _ => None,
+    };
     let pipeline = Pipeline::new(policy.clone(), &limits, staged.dir())
+        .with_spool_key(staged.dir(), spool_key.clone())
         .with_scanner(scanner.clone(), audit.clone())
         .with_hash_keys(hash_keys);
     let state = RunState::new(
@@ -742,18 +759,13 @@ async fn run_inner(
     }
     match (staged, mode) {
         (Staging::Spool(spool), _) => {
-            let Some((s3, key)) = &s3 else {
-                return Err(RunError::Runtime("s3 sink without settings".into()));
+            let Some(remote) = &remote else {
+                return Err(RunError::Runtime("remote sink without settings".into()));
             };
             let dir = spool
-                .seal(&manifest, s3)
+                .seal(&manifest, remote.config())
                 .map_err(|e| RunError::Output(format!("spool: {e}")))?;
-            let uploaded = async {
-                let target = crate::sinks::s3::S3Target::new(s3, key)?;
-                crate::sinks::s3::upload_sealed(&target, &dir, &run_id, s3.fail_after_files).await
-            }
-            .await
-            .map_err(|e| {
+            let uploaded = remote.upload(&dir, &run_id, spool_key).await.map_err(|e| {
                 RunError::Upload(format!(
                     "{e}; no manifest was uploaded. Finish it with `airlock upload --resume {run_id}`"
                 ))
@@ -874,7 +886,9 @@ fn classify_trap(e: &wasmtime::Error, state: &RunState) -> RunError {
         }
         Some(wasmtime::Trap::StackOverflow) => "stack overflow".to_string(),
         Some(t) => t.to_string(),
-        None => format!("{e}")
+        // A host-side refusal (e.g. an unknown resource handle) is the root cause; the
+        // outer context is only wasmtime's "error while executing at wasm backtrace".
+        None => format!("{}", e.root_cause())
             .lines()
             .next()
             .unwrap_or("unknown error")

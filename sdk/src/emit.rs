@@ -6,8 +6,9 @@ use crate::{AssetKind, Error};
 
 /// Assets per boundary crossing; the host accepts far more, this keeps plugin memory flat.
 const MAX_BATCH_ASSETS: usize = 512;
-/// Buffered bytes that force a flush, well under the host's per-call copy limit.
-const MAX_BATCH_BYTES: usize = 1 << 20;
+/// Bytes one batch may carry: under the smallest per-call copy limit a host accepts
+/// (`limits.call_bytes` >= 64 KiB), so a batch never exceeds it unless one asset alone does.
+const MAX_BATCH_BYTES: usize = 48 << 10;
 
 /// Collects assets and hands them to the host in batches.
 pub struct Emitter {
@@ -38,7 +39,12 @@ impl Emitter {
         let attributes_json = serde_json::to_string(&attributes)
             .map_err(|e| Error::Source(format!("attributes do not serialize: {e}")))?;
         let path: Vec<String> = path.into_iter().map(|s| s.as_ref().to_string()).collect();
-        self.batch_bytes += attributes_json.len() + path.iter().map(String::len).sum::<usize>();
+        let bytes = attributes_json.len() + path.iter().map(String::len).sum::<usize>();
+        // Flush first when this asset would take the batch over the byte bound.
+        if !self.batch.is_empty() && self.batch_bytes + bytes > MAX_BATCH_BYTES {
+            self.flush()?;
+        }
+        self.batch_bytes += bytes;
         self.batch.push(Asset {
             kind,
             path,

@@ -127,6 +127,30 @@ impl Client {
         })
     }
 
+    /// Sends a request and returns as soon as the response head arrived; the body is read in
+    /// pieces from [`StreamingResponse::body`] (which implements [`std::io::Read`], so e.g.
+    /// `serde_json::from_reader` or line-by-line reading work on it). Use it for bodies larger
+    /// than the run's per-call limit; the host bounds the whole body by `limits.http_stream_mb`.
+    pub fn send_streaming(&self, req: Request) -> Result<StreamingResponse, Error> {
+        let (head, body) = self.0.send_streaming(&wit::Request {
+            method: req.method,
+            path_and_query: req.path_and_query,
+            headers: req.headers,
+            body: req.body,
+        })?;
+        Ok(StreamingResponse {
+            status: head.status,
+            headers: head.headers,
+            body: Body {
+                inner: body,
+                buf: Vec::new(),
+                pos: 0,
+                done: false,
+                error: None,
+            },
+        })
+    }
+
     /// `GET path_and_query`.
     pub fn get(&self, path_and_query: &str) -> Result<Response, Error> {
         self.send(Request::new("GET", path_and_query))
@@ -139,19 +163,141 @@ impl Client {
         headers: &[(&str, &str)],
         body: &B,
     ) -> Result<Response, Error> {
-        let body = serde_json::to_vec(body)
-            .map_err(|e| Error::InvalidConfig(format!("request body: {e}")))?;
-        let mut req = Request::new("POST", path_and_query).body(body);
-        if !headers
+        self.send(json_post(path_and_query, headers, body)?)
+    }
+
+    /// As [`Client::post_json`], with the response body streamed (see
+    /// [`Client::send_streaming`]): for answers larger than the per-call limit.
+    pub fn post_json_streaming<B: Serialize>(
+        &self,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &B,
+    ) -> Result<StreamingResponse, Error> {
+        self.send_streaming(json_post(path_and_query, headers, body)?)
+    }
+}
+
+/// A `POST` of `body` as JSON with extra `headers` (`content-type: application/json` unless
+/// one is given).
+fn json_post<B: Serialize>(
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &B,
+) -> Result<Request, Error> {
+    let body =
+        serde_json::to_vec(body).map_err(|e| Error::InvalidConfig(format!("request body: {e}")))?;
+    let mut req = Request::new("POST", path_and_query).body(body);
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        req = req.header("content-type", "application/json");
+    }
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    Ok(req)
+}
+
+/// A response whose body is streamed from the host.
+pub struct StreamingResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers (lowercase names).
+    pub headers: Vec<(String, String)>,
+    /// The body, read in pieces.
+    pub body: Body,
+}
+
+impl StreamingResponse {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
             .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        {
-            req = req.header("content-type", "application/json");
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Parses a 2xx body as JSON straight from the stream; any other status is an error.
+    pub fn json<T: DeserializeOwned>(self) -> Result<T, Error> {
+        if !(200..300).contains(&self.status) {
+            return Err(Error::Source(format!("HTTP {}", self.status)));
         }
-        for (k, v) in headers {
-            req = req.header(k, v);
+        let mut body = self.body;
+        let value = serde_json::from_reader(&mut body);
+        if let Some(e) = body.error.take() {
+            return Err(e);
         }
-        self.send(req)
+        value.map_err(|e| Error::Source(format!("response is not the expected JSON: {e}")))
+    }
+}
+
+/// Pieces asked of the host at a time.
+const READ_SIZE: u32 = 256 * 1024;
+
+/// A streamed response body. Reading it with [`std::io::Read`] turns a host error into an
+/// `io::Error`; [`Body::chunk`] keeps the host's error.
+pub struct Body {
+    inner: wit::Body,
+    buf: Vec<u8>,
+    pos: usize,
+    done: bool,
+    error: Option<Error>,
+}
+
+impl Body {
+    /// The next piece of the body (at most `max` bytes), or `None` at its end.
+    pub fn chunk(&mut self, max: u32) -> Result<Option<Vec<u8>>, Error> {
+        if self.pos < self.buf.len() {
+            let end = self.buf.len().min(self.pos + max.max(1) as usize);
+            let out = self.buf[self.pos..end].to_vec();
+            self.pos = end;
+            return Ok(Some(out));
+        }
+        if self.done {
+            return Ok(None);
+        }
+        let piece = self.inner.read(max)?;
+        if piece.is_none() {
+            self.done = true;
+        }
+        Ok(piece)
+    }
+}
+
+impl std::io::Read for Body {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.buf.len() {
+            if self.done || out.is_empty() {
+                return Ok(0);
+            }
+            match self.inner.read(READ_SIZE) {
+                Ok(Some(piece)) => {
+                    self.buf = piece;
+                    self.pos = 0;
+                }
+                Ok(None) => {
+                    self.done = true;
+                    return Ok(0);
+                }
+                Err(e) => {
+                    let text = match &e {
+                        Error::InvalidConfig(m)
+                        | Error::Denied(m)
+                        | Error::Unavailable(m)
+                        | Error::Source(m)
+                        | Error::Limit(m) => m.clone(),
+                    };
+                    self.error = Some(e);
+                    return Err(std::io::Error::other(text));
+                }
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 

@@ -31,6 +31,7 @@ extern crate self as airlock_sdk;
 mod emit;
 pub mod http;
 pub mod log;
+mod scope;
 pub mod sql;
 
 pub use emit::Emitter;
@@ -201,10 +202,89 @@ pub mod credentials {
     }
 }
 
-/// Exports a [`Connector`] implementation as the plugin's component exports.
+/// The `airlock-capabilities` custom section [`export_connector!`] writes into a plugin: JSON
+/// the host reads at `airlock plugin install`, before compiling anything, and shows for
+/// approval. Not part of the public API.
+#[doc(hidden)]
+pub mod __capabilities {
+    const PREFIX: &str = concat!(
+        "{\"format\":1,\"sdk\":\"",
+        env!("CARGO_PKG_VERSION"),
+        "\",\"wit\":\"0.2.0\",\"destinations\":["
+    );
+    const SUFFIX: &str = "]}";
+
+    /// The section's length for `destinations`.
+    pub const fn len(destinations: &[&str]) -> usize {
+        let mut n = PREFIX.len() + SUFFIX.len();
+        let mut i = 0;
+        while i < destinations.len() {
+            // Quotes, and a comma before every entry but the first.
+            n += destinations[i].len() + 2 + if i > 0 { 1 } else { 0 };
+            i += 1;
+        }
+        n
+    }
+
+    const fn put(out: &mut [u8], mut at: usize, s: &[u8]) -> usize {
+        let mut j = 0;
+        while j < s.len() {
+            out[at] = s[j];
+            at += 1;
+            j += 1;
+        }
+        at
+    }
+
+    /// The section's bytes for `destinations`; `N` is [`len`] of them.
+    pub const fn bytes<const N: usize>(destinations: &[&str]) -> [u8; N] {
+        let mut out = [0u8; N];
+        let mut at = put(&mut out, 0, PREFIX.as_bytes());
+        let mut i = 0;
+        while i < destinations.len() {
+            let d = destinations[i].as_bytes();
+            let mut k = 0;
+            while k < d.len() {
+                assert!(
+                    d[k] != b'"' && d[k] != b'\\' && d[k] >= 0x20,
+                    "a destination may not contain quotes, backslashes or control characters"
+                );
+                k += 1;
+            }
+            if i > 0 {
+                at = put(&mut out, at, b",");
+            }
+            at = put(&mut out, at, b"\"");
+            at = put(&mut out, at, d);
+            at = put(&mut out, at, b"\"");
+            i += 1;
+        }
+        put(&mut out, at, SUFFIX.as_bytes());
+        out
+    }
+}
+
+/// Exports a [`Connector`] implementation as the plugin's component exports, and stamps the
+/// plugin with an `airlock-capabilities` section (SDK and WIT version, and the destinations
+/// it declares) that operators see and approve at `airlock plugin install`:
+///
+/// ```ignore
+/// airlock_sdk::export_connector!(MySource);
+/// airlock_sdk::export_connector!(Glue, destinations = ["glue.*.amazonaws.com:443"]);
+/// ```
 #[macro_export]
 macro_rules! export_connector {
     ($connector:ty) => {
+        $crate::export_connector!($connector, destinations = []);
+    };
+    ($connector:ty, destinations = [$($destination:literal),* $(,)?]) => {
+        #[doc(hidden)]
+        #[cfg(target_family = "wasm")]
+        #[used]
+        #[link_section = "airlock-capabilities"]
+        static __AIRLOCK_CAPABILITIES: [u8; $crate::__capabilities::len(&[$($destination),*])] =
+            $crate::__capabilities::bytes(&[$($destination),*]);
+
         #[doc(hidden)]
         pub struct __AirlockConnectorExport;
 

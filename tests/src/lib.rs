@@ -1,10 +1,14 @@
 //! Test harness: locates the freshly built plugins, creates throwaway workspaces and runs
 //! workflows through the library exactly as the CLI does.
 
+pub mod azure;
+pub mod faultproxy;
 pub mod mariadb;
 pub mod moto;
 pub mod openbao;
 pub mod postgres;
+pub mod s3api;
+pub mod tenant;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -211,4 +215,30 @@ pub async fn run_in(
         Some(&home.inner),
     )
     .await
+}
+
+/// The `airlock` binary of this build (`cargo build -p airlock-host`; `./scripts/test` and
+/// `cargo test --workspace` build it).
+pub fn airlock_bin() -> PathBuf {
+    let bin = workspace_root().join("target/debug/airlock");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p airlock-host` (./scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// An `airlock` command for the home inside `ws`, finding plugins in the build's plugin
+/// directory and sharing one component cache across tests.
+pub fn airlock_command(ws: &Workspace) -> std::process::Command {
+    let mut cmd = std::process::Command::new(airlock_bin());
+    cmd.arg("--home")
+        .arg(ws.path().join("airlock-home"))
+        .env("AIRLOCK_PLUGIN_DIR", plugin_dir())
+        .env(
+            "AIRLOCK_CACHE_DIR",
+            workspace_root().join("target/test-component-cache"),
+        );
+    cmd
 }

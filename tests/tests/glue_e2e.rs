@@ -248,8 +248,9 @@ dir = "out"
 }
 
 /// A loopback Glue API that paginates (moto returns every item in one page): one database per
-/// `GetDatabases` page and two tables per `GetTables` page. It records each request's head.
-fn paginating_glue() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+/// `GetDatabases` page and two tables per `GetTables` page, each table's description `pad`
+/// bytes long. It records each request's head.
+fn paginating_glue(pad: usize) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -291,7 +292,7 @@ fn paginating_glue() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
                 let db = req["DatabaseName"].as_str().unwrap_or("").to_string();
                 let tables: Vec<Value> = (token * 2..(token * 2 + 2).min(5))
                     .map(|t| {
-                        json!({"Name": format!("pt{t}"), "DatabaseName": db,
+                        json!({"Name": format!("pt{t}"), "DatabaseName": db, "Description": "d".repeat(pad),
                         "StorageDescriptor": {"Columns": [{"Name": "id", "Type": "int"}]}})
                     })
                     .collect();
@@ -316,9 +317,9 @@ fn paginating_glue() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     (port, seen)
 }
 
-#[tokio::test]
-async fn glue_pages_are_followed_and_every_request_is_signed_by_the_host() {
-    let (port, seen) = paginating_glue();
+/// A workspace whose Glue workflow reads the paginating server on `port`, with `extra` TOML
+/// appended (e.g. a `[filters]` table).
+fn paginated_workflow(port: u16, extra: &str) -> (Workspace, Home, airlock::config::LoadedConfig) {
     let ws = Workspace::new();
     let home = Home::new(ws.path());
     let guid = home
@@ -338,28 +339,35 @@ async fn glue_pages_are_followed_and_every_request_is_signed_by_the_host() {
     std::fs::write(
         &path,
         format!(
-            "[source]\nplugin = \"{}\"\ncredential = \"{guid}\"\nauth = {{ aws_region = \"eu-west-1\", aws_service = \"glue\", allow_cleartext = true }}\n\n[source.options]\nendpoint = \"http://127.0.0.1:{port}\"\n\n[network]\nallow = [\"127.0.0.1:{port}\"]\n\n[sink]\nkind = \"local\"\ndir = \"out\"\n",
+            "[source]\nplugin = \"{}\"\ncredential = \"{guid}\"\nauth = {{ aws_region = \"eu-west-1\", aws_service = \"glue\", allow_cleartext = true }}\n\n[source.options]\nendpoint = \"http://127.0.0.1:{port}\"\n\n[network]\nallow = [\"127.0.0.1:{port}\"]\n\n[sink]\nkind = \"local\"\ndir = \"out\"\n\n{extra}",
             plugin("glue").display()
         ),
     )
     .unwrap();
     let cfg = airlock::config::LoadedConfig::load(&path).unwrap();
-    let report = run_in(&runtime(), &cfg, &home).await.expect("runs");
-    let schemas: BTreeSet<String> = read_jsonl(&report.output_dir, "schema")
+    (ws, home, cfg)
+}
+
+fn names(run_dir: &std::path::Path, kind: &str) -> BTreeSet<String> {
+    read_jsonl(run_dir, kind)
         .iter()
         .map(|s| s["qualified_name"].as_str().unwrap().to_string())
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn glue_pages_are_followed_and_every_request_is_signed_by_the_host() {
+    let (port, seen) = paginating_glue(0);
+    let (_ws, home, cfg) = paginated_workflow(port, "");
+    let report = run_in(&runtime(), &cfg, &home).await.expect("runs");
     assert_eq!(
-        schemas,
+        names(&report.output_dir, "schema"),
         ["glue.pdb0", "glue.pdb1", "glue.pdb2"]
             .iter()
             .map(|s| s.to_string())
             .collect()
     );
-    let tables: BTreeSet<String> = read_jsonl(&report.output_dir, "table")
-        .iter()
-        .map(|s| s["qualified_name"].as_str().unwrap().to_string())
-        .collect();
+    let tables = names(&report.output_dir, "table");
     let want: BTreeSet<String> = (0..3)
         .flat_map(|d| (0..5).map(move |t| format!("glue.pdb{d}.pt{t}")))
         .collect();
@@ -379,4 +387,62 @@ async fn glue_pages_are_followed_and_every_request_is_signed_by_the_host() {
         assert!(lower.contains("x-amz-date:"), "{h}");
         assert!(!h.contains(SECRET_KEY));
     }
+}
+
+/// The scope is pushed down: databases the filters exclude or can never include are not
+/// listed (no `GetTables` call), and the output equals what the host's filter keeps.
+#[tokio::test]
+async fn glue_skips_listing_databases_outside_the_scope() {
+    let (port, seen) = paginating_glue(0);
+    let filters =
+        "[filters]\ninclude = [\"glue.pdb0.*\", \"glue.pdb1.pt1\"]\nexclude = [\"glue.pdb1\"]\n";
+    let (_ws, home, cfg) = paginated_workflow(port, filters);
+    let report = run_in(&runtime(), &cfg, &home).await.expect("runs");
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(names(&report.output_dir, "schema"), set(&["glue.pdb0"]));
+    let want: BTreeSet<String> = (0..5).map(|t| format!("glue.pdb0.pt{t}")).collect();
+    assert_eq!(names(&report.output_dir, "table"), want);
+    // 3 GetDatabases pages + the 3 GetTables pages of pdb0 only.
+    let heads = seen.lock().unwrap().clone();
+    let get_tables = heads
+        .iter()
+        .filter(|h| h.to_ascii_lowercase().contains("awsglue.gettables"))
+        .count();
+    assert_eq!((heads.len(), get_tables), (6, 3), "{heads:?}");
+}
+
+/// Responses larger than the per-call limit are streamed to the plugin in pieces; the whole
+/// body is still bounded by `limits.http_stream_mb`.
+#[tokio::test]
+async fn large_responses_are_streamed_and_bounded() {
+    // Two tables of 40 KB per page: every GetTables page is above a 64 KiB call limit.
+    let (port, _) = paginating_glue(40_000);
+    let limits = "[limits]\ncall_bytes = 65536\nasset_kb = 64\n";
+    let (_ws, home, cfg) = paginated_workflow(port, limits);
+    let report = run_in(&runtime(), &cfg, &home).await.expect("runs");
+    let tables = read_jsonl(&report.output_dir, "table");
+    assert_eq!(tables.len(), 15);
+    for t in &tables {
+        assert_eq!(
+            t["attributes"]["description"].as_str().unwrap().len(),
+            40_000
+        );
+    }
+
+    // Pages of 1.2 MB exceed a 1 MiB stream limit: the run fails with a limit error.
+    let (port, _) = paginating_glue(600_000);
+    let limits = "[limits]\nhttp_stream_mb = 1\n";
+    let (ws, home, cfg) = paginated_workflow(port, limits);
+    let err = run_in(&runtime(), &cfg, &home)
+        .await
+        .expect_err("a body above the stream limit fails the run");
+    let text = err.to_string();
+    assert!(
+        text.contains("exceeds the limit of 1048576 bytes"),
+        "{text}"
+    );
+    assert!(
+        ws.out_entries().iter().all(|e| e.starts_with('.')),
+        "nothing published"
+    );
 }

@@ -468,3 +468,115 @@ async fn oauth2_tokens_are_refreshed_on_401() {
         .count();
     assert_eq!(tokens_audited, 2);
 }
+
+/// Mutual TLS for the HTTP capability: `[network] client_cert` names a credential holding a
+/// PEM certificate and key; the host presents it only to origins among that credential's
+/// destinations. The tenant (tests/src/tenant.rs) requires a client certificate signed by its
+/// client CA and answers an authorized GET with 405.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_certificates_are_presented_only_to_their_bound_destinations() {
+    use airlock_tests::tenant::{Pki, Tenant};
+    let pki = Pki::generate();
+    let tenant = Tenant::start(&pki, TOKEN, true).await;
+    let address = format!("127.0.0.1:{}", tenant.port());
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    std::fs::write(ws.path().join("tenant-ca.pem"), &pki.ca_pem).unwrap();
+    let token = token_credential(&home, &[&address]);
+    let cert = |destination: &str| {
+        home.inner()
+            .add_credential(
+                NewCredential {
+                    kind: "token".into(),
+                    username: None,
+                    engine: None,
+                    destinations: vec![destination.to_string()],
+                    description: None,
+                },
+                SecretString::new(pki.client_pem.clone()),
+            )
+            .unwrap()
+    };
+    let config = |client_cert: Option<&str>| {
+        let mut text = with_network(
+            &probe_toml(&tenant.url(), &format!("credential = \"{token}\"\n")).replace(
+                "[source.options]\n",
+                "[source.options]\ncredential = true\n",
+            ),
+            &[&address],
+        );
+        text.push_str("ca_files = [\"tenant-ca.pem\"]\n");
+        if let Some(guid) = client_cert {
+            text.push_str(&format!("client_cert = \"{guid}\"\n"));
+        }
+        let path = ws.path().join("airlock.toml");
+        std::fs::write(&path, text).unwrap();
+        airlock::config::LoadedConfig::load(&path).unwrap()
+    };
+
+    // Bound to the tenant: presented, the handshake succeeds and the bearer key is accepted.
+    let bound = cert(&address);
+    let report = run_in(&runtime(), &config(Some(&bound)), &home)
+        .await
+        .expect("mutual TLS succeeds");
+    let probe = read_jsonl(&report.output_dir, "database");
+    assert_eq!(probe[0]["attributes"]["status"], 405, "{probe:?}");
+    let log = tenant.log();
+    assert!(
+        !log.is_empty() && log.iter().all(|l| l.client_cert),
+        "{log:?}"
+    );
+    let audit = home
+        .inner()
+        .state()
+        .audit_entries(None, Some(&bound))
+        .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "resolve" && e.outcome == "ok"),
+        "{audit:?}"
+    );
+
+    // Without one, or with one bound elsewhere (so never presented), the tenant refuses the
+    // handshake and nothing reaches it.
+    let elsewhere = cert("tenant.example.com:443");
+    for client_cert in [None, Some(elsewhere.as_str())] {
+        let before = tenant.log().len();
+        let err = run_in(&runtime(), &config(client_cert), &home)
+            .await
+            .expect_err("the tenant requires a client certificate");
+        assert_eq!(err.kind(), "plugin-error", "{err}");
+        assert_eq!(tenant.log().len(), before, "no request was served");
+    }
+    // The certificate's private key is in no artifact.
+    let key = &pki.client_pem[pki.client_pem.find("-----BEGIN PRIVATE KEY-----").unwrap()..];
+    let key_line = key.lines().nth(1).unwrap();
+    for entry in walk(ws.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !bytes
+                .windows(key_line.len())
+                .any(|w| w == key_line.as_bytes()),
+            "{} holds the client key",
+            entry.display()
+        );
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -28,6 +28,7 @@ pub mod v0_2_0 {
             "airlock:connector/sql.connection": crate::capabilities::sql::SqlConnection,
             "airlock:connector/sql.rows": crate::capabilities::sql::SqlRows,
             "airlock:connector/http.client": crate::capabilities::http::HttpClient,
+            "airlock:connector/http.body": crate::capabilities::http::HttpBody,
         },
     });
 }

@@ -33,6 +33,8 @@ pub struct Limits {
     pub stdio_kb: usize,
     /// Maximum log lines the plugin may write; later lines are counted, not shown.
     pub log_lines: u64,
+    /// Maximum bytes of one streamed HTTP response body, in MiB.
+    pub http_stream_mb: u64,
 }
 
 impl Default for Limits {
@@ -51,6 +53,7 @@ impl Default for Limits {
             query_timeout_s: 300,
             stdio_kb: 64,
             log_lines: 10_000,
+            http_stream_mb: 1024,
         }
     }
 }
@@ -65,6 +68,7 @@ impl Limits {
             ("limits.max_assets", self.max_assets),
             ("limits.max_output_mb", self.max_output_mb),
             ("limits.query_timeout_s", self.query_timeout_s),
+            ("limits.http_stream_mb", self.http_stream_mb),
         ];
         for (name, v) in positive {
             if v == 0 {

@@ -45,6 +45,14 @@ pub struct RunState {
     pub(crate) cpu_limit_ticks: u64,
     pub(crate) cpu_s: u64,
     pub(crate) call_bytes: usize,
+    /// Bytes one streamed HTTP response body may have in total.
+    pub(crate) http_stream_bytes: u64,
+    /// Streamed HTTP response bodies the plugin holds open (each holds a connection).
+    pub(crate) http_bodies_open: usize,
+    /// Host-memory bytes of the query results the plugin holds open, by rows resource: all of
+    /// them together may not exceed the per-query result limit, so a plugin cannot pile up
+    /// results in host memory by keeping many rows handles alive.
+    pub(crate) sql_held: std::collections::HashMap<u32, usize>,
     /// The first failure a host call raised (the trap that follows carries it too).
     pub(crate) failure: Option<String>,
     pub(crate) stdout: MemoryOutputPipe,
@@ -87,6 +95,9 @@ impl RunState {
             cpu_limit_ticks: limits.cpu_s.saturating_mul(1000) / super::EPOCH_TICK_MS,
             cpu_s: limits.cpu_s,
             call_bytes: limits.call_bytes,
+            http_stream_bytes: limits.http_stream_mb.saturating_mul(1 << 20),
+            http_bodies_open: 0,
+            sql_held: std::collections::HashMap::new(),
             failure: None,
             stdout,
             stderr,

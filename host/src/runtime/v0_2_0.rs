@@ -2,9 +2,12 @@
 //! plus `http`.
 
 use super::bindings::v0_2_0::airlock::connector::{credentials, emit, http, log, sql, types};
-use crate::capabilities::http::{HttpClient, HttpError, HttpRequest};
+use crate::capabilities::http::{HttpBody, HttpClient, HttpError, HttpRequest};
 
 super::host_impl::shared_host_impl!();
+
+/// Streamed response bodies a plugin may hold open at once.
+const MAX_OPEN_BODIES: usize = 16;
 
 fn http_error(e: HttpError) -> types::Error {
     match e.redacted() {
@@ -62,13 +65,7 @@ impl http::HostClient for RunState {
     ) -> WitResult<http::Response> {
         let call_bytes = self.call_bytes;
         let client = self.table.get_mut(&this)?;
-        let request = HttpRequest {
-            method: req.method,
-            path_and_query: req.path_and_query,
-            headers: req.headers,
-            body: req.body,
-        };
-        Ok(match client.send(request, call_bytes).await {
+        Ok(match client.send(request(req), call_bytes).await {
             Ok(r) => Ok(http::Response {
                 status: r.status,
                 headers: r.headers,
@@ -78,8 +75,54 @@ impl http::HostClient for RunState {
         })
     }
 
+    async fn send_streaming(
+        &mut self,
+        this: Resource<HttpClient>,
+        req: http::Request,
+    ) -> WitResult<(http::ResponseHead, Resource<HttpBody>)> {
+        let (call_bytes, total) = (self.call_bytes, self.http_stream_bytes);
+        if self.http_bodies_open >= MAX_OPEN_BODIES {
+            return Ok(Err(types::Error::Limit(format!(
+                "more than {MAX_OPEN_BODIES} streamed response bodies open; drop one first"
+            ))));
+        }
+        let client = self.table.get_mut(&this)?;
+        let request = request(req);
+        match client.send_streaming(request, call_bytes, total).await {
+            Ok((status, headers, body)) => {
+                let body = self.table.push(body)?;
+                self.http_bodies_open += 1;
+                Ok(Ok((http::ResponseHead { status, headers }, body)))
+            }
+            Err(e) => Ok(Err(http_error(e))),
+        }
+    }
+
     async fn drop(&mut self, this: Resource<HttpClient>) -> wasmtime::Result<()> {
         self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+fn request(req: http::Request) -> HttpRequest {
+    HttpRequest {
+        method: req.method,
+        path_and_query: req.path_and_query,
+        headers: req.headers,
+        body: req.body,
+    }
+}
+
+impl http::HostBody for RunState {
+    async fn read(&mut self, this: Resource<HttpBody>, max: u32) -> WitResult<Option<Vec<u8>>> {
+        let max = (max as usize).min(self.call_bytes);
+        let body = self.table.get_mut(&this)?;
+        Ok(body.read(max).await.map_err(http_error))
+    }
+
+    async fn drop(&mut self, this: Resource<HttpBody>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        self.http_bodies_open = self.http_bodies_open.saturating_sub(1);
         Ok(())
     }
 }

@@ -5,6 +5,10 @@
 //! Asset paths: the catalog is the database asset (`options.catalog`, default `glue`), each
 //! Glue database a schema, each Glue table a table (a view when its type is `VIRTUAL_VIEW`),
 //! each column and partition key a column (`partition_key: true` on the latter).
+//!
+//! Pushdown: `GetTables` is not called for a database the scope excludes or can never include
+//! (`Scope::skips`); the Glue API has no name filter for databases, and its `Expression`
+//! parameter's matching differs from the host's patterns, so nothing else is pushed down.
 
 use airlock_sdk::credentials;
 use airlock_sdk::http::{pages, Client};
@@ -97,6 +101,7 @@ impl Connector for Glue {
             .list("GetDatabases", json!({}), "DatabaseList")
             .collect::<Result<_, _>>()?;
         let total = databases.len() as u64;
+        let mut skipped = 0u64;
         for (i, db) in databases.iter().enumerate() {
             let Some(db_name) = db["Name"].as_str() else {
                 continue;
@@ -111,16 +116,27 @@ impl Connector for Glue {
                     "create_time": db.get("CreateTime"),
                 }),
             )?;
+            // Pushdown: the host drops everything under an excluded or never-included
+            // database anyway, so its tables are not listed at all.
             if !(scope.wants(AssetKind::Table)
                 || scope.wants(AssetKind::View)
                 || scope.wants(AssetKind::Column))
             {
                 continue;
             }
+            if scope.skips(&[catalog.as_str(), db_name]) {
+                skipped += 1;
+                continue;
+            }
             for table in api.list("GetTables", json!({"DatabaseName": db_name}), "TableList") {
                 emit_table(out, &catalog, db_name, &table?)?;
             }
             airlock_sdk::log::progress(i as u64 + 1, Some(total));
+        }
+        if skipped > 0 {
+            airlock_sdk::log::info(&format!(
+                "tables of {skipped} of {total} databases not listed: outside the scope"
+            ));
         }
         Ok(())
     }
@@ -150,9 +166,10 @@ impl Api<'_> {
             if let Some(t) = token {
                 body["NextToken"] = json!(t);
             }
+            // Streamed: a page of tables with many columns can exceed the per-call limit.
             let page: Value = self
                 .client
-                .post_json(
+                .post_json_streaming(
                     "/",
                     &[
                         ("content-type", "application/x-amz-json-1.1"),

@@ -108,6 +108,9 @@ pub struct HttpResponse {
 pub struct HttpAccess {
     policy: Arc<NetworkPolicy>,
     tls: Option<rustls::ClientConfig>,
+    /// With `[network] client_cert`: the TLS settings presenting it, and the destinations
+    /// (`host:port` patterns) of its credential, the only origins it is presented to.
+    mtls: Option<(rustls::ClientConfig, Vec<String>)>,
     timeout: Duration,
     auth: HttpAuthSettings,
     stores: Option<SecretStores>,
@@ -133,11 +136,12 @@ impl HttpAccess {
         let tls = if policy.is_empty() {
             None
         } else {
-            Some(client_tls(ca_files)?)
+            Some(client_tls(ca_files, None)?)
         };
         Ok(HttpAccess {
             policy: Arc::new(policy),
             tls,
+            mtls: None,
             timeout: Duration::from_secs(network.timeout_s.unwrap_or(60).max(1)),
             auth,
             stores,
@@ -511,7 +515,14 @@ impl HttpClient {
             .timeout(self.access.timeout)
             .connect_timeout(self.access.timeout.min(Duration::from_secs(10)))
             .dns_resolver(Arc::new(resolver));
-        if let Some(tls) = &self.access.tls {
+        let address = origin.address();
+        let tls = match &self.access.mtls {
+            Some((mtls, bound)) if bound.iter().any(|d| destination_matches(d, &address)) => {
+                Some(mtls)
+            }
+            _ => self.access.tls.as_ref(),
+        };
+        if let Some(tls) = tls {
             builder = builder.use_preconfigured_tls(tls.clone());
         }
         let client = builder
@@ -528,16 +539,45 @@ impl HttpClient {
         req: HttpRequest,
         max_bytes: usize,
     ) -> Result<HttpResponse, HttpError> {
-        self.send_inner(req, max_bytes)
+        let head = self
+            .send_head(req, max_bytes)
             .await
-            .map_err(HttpError::redacted)
+            .map_err(HttpError::redacted)?;
+        let mut body = HttpBody::new(head.resp, max_bytes as u64);
+        let mut out = Vec::new();
+        while let Some(chunk) = body.read(max_bytes).await? {
+            out.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse {
+            status: head.status,
+            headers: head.headers,
+            body: out,
+        })
     }
 
-    async fn send_inner(
+    /// Sends one request and returns once the response head arrived; the body is read from
+    /// the returned [`HttpBody`], bounded in total by `max_total` bytes. `max_bytes` bounds
+    /// the request body.
+    pub async fn send_streaming(
         &mut self,
         req: HttpRequest,
         max_bytes: usize,
-    ) -> Result<HttpResponse, HttpError> {
+        max_total: u64,
+    ) -> Result<(u16, Vec<(String, String)>, HttpBody), HttpError> {
+        let head = self
+            .send_head(req, max_bytes)
+            .await
+            .map_err(HttpError::redacted)?;
+        Ok((
+            head.status,
+            head.headers,
+            HttpBody::new(head.resp, max_total),
+        ))
+    }
+
+    /// Sends one request (following redirects, authenticating at its own origin) and returns
+    /// the final response's head; its body is not read yet.
+    async fn send_head(&mut self, req: HttpRequest, max_bytes: usize) -> Result<Head, HttpError> {
         let mut method = match req.method.to_ascii_uppercase().as_str() {
             m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD") => {
                 reqwest::Method::from_bytes(m.as_bytes())
@@ -622,7 +662,7 @@ impl HttpClient {
                 .body(body.clone())
                 .send()
                 .await;
-            let mut resp = match result {
+            let resp = match result {
                 Ok(r) => r,
                 Err(e) => {
                     let why = denied.lock().ok().and_then(|mut d| d.take());
@@ -705,36 +745,85 @@ impl HttpClient {
                     out_headers.push((k.as_str().to_string(), v.to_string()));
                 }
             }
-            if resp
-                .content_length()
-                .is_some_and(|n| n as usize > max_bytes)
-            {
-                return Err(HttpError::Limit(format!(
-                    "response body exceeds the call limit of {max_bytes} bytes"
-                )));
-            }
-            let mut out = Vec::new();
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| HttpError::Unavailable(describe(e)))?
-            {
-                if out.len() + chunk.len() > max_bytes {
-                    return Err(HttpError::Limit(format!(
-                        "response body exceeds the call limit of {max_bytes} bytes"
-                    )));
-                }
-                out.extend_from_slice(&chunk);
-            }
-            return Ok(HttpResponse {
+            return Ok(Head {
                 status,
                 headers: out_headers,
-                body: out,
+                resp,
             });
         }
         Err(HttpError::Source(format!(
             "more than {MAX_REDIRECTS} redirects"
         )))
+    }
+}
+
+/// The final response's status and visible headers; the body is still unread.
+struct Head {
+    status: u16,
+    headers: Vec<(String, String)>,
+    resp: reqwest::Response,
+}
+
+/// The body of a response, read in pieces and bounded in total.
+pub struct HttpBody {
+    resp: reqwest::Response,
+    /// Bytes of the last chunk not handed out yet.
+    pending: bytes::Bytes,
+    read: u64,
+    max_total: u64,
+    done: bool,
+}
+
+impl HttpBody {
+    fn new(resp: reqwest::Response, max_total: u64) -> Self {
+        HttpBody {
+            resp,
+            pending: bytes::Bytes::new(),
+            read: 0,
+            max_total,
+            done: false,
+        }
+    }
+
+    fn too_large(&self) -> HttpError {
+        HttpError::Limit(format!(
+            "response body exceeds the limit of {} bytes",
+            self.max_total
+        ))
+    }
+
+    /// Up to `max` bytes of the body, or `None` at its end. A body longer than the total
+    /// limit is a `limit` error (detected from `Content-Length` before anything is read).
+    pub async fn read(&mut self, max: usize) -> Result<Option<Vec<u8>>, HttpError> {
+        if self.read == 0
+            && self
+                .resp
+                .content_length()
+                .is_some_and(|n| n > self.max_total)
+        {
+            return Err(self.too_large());
+        }
+        let max = max.max(1);
+        while self.pending.is_empty() {
+            if self.done {
+                return Ok(None);
+            }
+            match self
+                .resp
+                .chunk()
+                .await
+                .map_err(|e| HttpError::Unavailable(describe(e)).redacted())?
+            {
+                Some(chunk) => self.pending = chunk,
+                None => self.done = true,
+            }
+        }
+        let n = self.pending.len().min(max);
+        if self.read + n as u64 > self.max_total {
+            return Err(self.too_large());
+        }
+        self.read += n as u64;
+        Ok(Some(self.pending.split_to(n).to_vec()))
     }
 }
 
@@ -757,52 +846,27 @@ fn describe(e: reqwest::Error) -> String {
     text
 }
 
-/// rustls with the ring provider, TLS 1.2 and 1.3, the system roots plus `ca_files`.
-fn client_tls(ca_files: &[PathBuf]) -> Result<rustls::ClientConfig, HttpError> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::CertificateDer;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    for path in ca_files {
-        let pem = std::fs::read(path).map_err(|e| {
-            HttpError::InvalidConfig(format!(
-                "network.ca_files: {} cannot be read: {e}",
-                path.display()
-            ))
-        })?;
-        let mut added = 0;
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| {
-                HttpError::InvalidConfig(format!(
-                    "network.ca_files: {} is not valid PEM: {e}",
-                    path.display()
-                ))
-            })?;
-            roots.add(cert).map_err(|e| {
-                HttpError::InvalidConfig(format!("network.ca_files: {}: {e}", path.display()))
-            })?;
-            added += 1;
+/// rustls with the ring provider, TLS 1.2 and 1.3, the system roots plus `ca_files`, and the
+/// client identity for mutual TLS if the workflow names one.
+fn client_tls(
+    ca_files: &[PathBuf],
+    identity: Option<crate::tls::ClientIdentity>,
+) -> Result<rustls::ClientConfig, HttpError> {
+    let files: Vec<&std::path::Path> = ca_files.iter().map(PathBuf::as_path).collect();
+    let roots =
+        crate::tls::roots(true, &files, "network.ca_files").map_err(HttpError::InvalidConfig)?;
+    crate::tls::client_config(roots, identity).map_err(|e| match e {
+        crate::tls::TlsSetupError::Setup(m) => HttpError::InvalidConfig(m),
+        crate::tls::TlsSetupError::Identity(m) => {
+            HttpError::Denied(format!("network.client_cert: {m}"))
         }
-        if added == 0 {
-            return Err(HttpError::InvalidConfig(format!(
-                "network.ca_files: {} holds no PEM certificate",
-                path.display()
-            )));
-        }
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| HttpError::InvalidConfig(format!("TLS setup failed: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    })
 }
 
 impl HttpAccess {
     /// The capability for one run of `cfg` (with an empty allow list it denies everything).
-    pub fn for_run(
+    /// A `[network] client_cert` is resolved now, audited like every resolution.
+    pub async fn for_run(
         cfg: &crate::config::LoadedConfig,
         home: Option<&crate::home::Home>,
         audit: RunAudit,
@@ -817,15 +881,43 @@ impl HttpAccess {
         // Even without an allow list the capability exists, so that a refused request is
         // audited like every other denial.
         let ca_files: Vec<PathBuf> = network.ca_files.iter().map(|f| cfg.resolve(f)).collect();
-        HttpAccess::new(
+        let mut access = HttpAccess::new(
             network,
             &ca_files,
             cfg.config.source.auth.clone().unwrap_or_default(),
             home.map(|h| h.stores().clone()),
             home.map(|h| h.state().clone()),
-            audit,
+            audit.clone(),
             Some(scanner.clone()),
-        )
-        .map(Some)
+        )?;
+        if let Some(guid) = &network.client_cert {
+            if network.allow.is_empty() {
+                return Err(HttpError::InvalidConfig(
+                    "network.client_cert is set but network.allow is empty".into(),
+                ));
+            }
+            let Some(home) = home else {
+                return Err(HttpError::InvalidConfig(
+                    "network.client_cert needs an airlock home (use `airlock run`, which opens $AIRLOCK_HOME)".into(),
+                ));
+            };
+            let usage = crate::home::CredentialUse {
+                guid,
+                setting: "network.client_cert",
+                destination: None,
+                purpose: "network client certificate",
+            };
+            let (record, pem) = home
+                .resolve_for(&usage, &audit, Some(scanner), |_| Ok(()))
+                .await
+                .map_err(|e| HttpError::Denied(e.to_string()))?;
+            let identity = crate::tls::ClientIdentity::from_pem(&pem).map_err(|what| {
+                HttpError::Denied(format!(
+                    "the secret of network.client_cert credential {guid} {what}; it must be the PEM certificate chain followed by its PEM private key"
+                ))
+            })?;
+            access.mtls = Some((client_tls(&ca_files, Some(identity))?, record.destinations));
+        }
+        Ok(Some(access))
     }
 }

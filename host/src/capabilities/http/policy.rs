@@ -23,6 +23,11 @@ pub struct NetworkConfig {
     /// Timeout of one HTTP request, seconds (default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<u64>,
+    /// Mutual TLS: the GUID of a credential whose secret is a PEM certificate chain followed
+    /// by its private key. It is presented only to origins among the credential's
+    /// destinations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
 }
 
 /// Why a destination cannot be connected to.
