@@ -195,6 +195,23 @@ impl Home {
             .expect("credential added")
     }
 
+    /// Registers a `token` credential (an API key, a bearer token, a PEM certificate and key)
+    /// bound to `destinations` and returns its GUID.
+    pub fn add_token(&self, secret: &str, destinations: &[&str]) -> String {
+        self.inner
+            .add_credential(
+                airlock::home::NewCredential {
+                    kind: "token".into(),
+                    username: None,
+                    engine: None,
+                    destinations: destinations.iter().map(|d| d.to_string()).collect(),
+                    description: None,
+                },
+                airlock::secrets::SecretString::new(secret.to_string()),
+            )
+            .expect("credential added")
+    }
+
     /// The library home.
     pub fn inner(&self) -> &airlock::home::Home {
         &self.inner

@@ -14,6 +14,15 @@ pub struct S3Api {
 impl S3Api {
     /// The API at `base` (e.g. moto's endpoint) for `bucket`.
     pub fn new(base: &str, bucket: &str) -> S3Api {
+        Self::build(base, bucket, None)
+    }
+
+    /// The API over HTTPS trusting only `ca_pem`.
+    pub fn with_ca(base: &str, bucket: &str, ca_pem: &[u8]) -> S3Api {
+        Self::build(base, bucket, Some(ca_pem))
+    }
+
+    fn build(base: &str, bucket: &str, ca_pem: Option<&[u8]>) -> S3Api {
         // moto ignores signatures but treats requests without credentials as anonymous.
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
@@ -22,11 +31,15 @@ impl S3Api {
                 "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
             ),
         );
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .no_proxy()
-            .default_headers(headers)
-            .build()
-            .expect("client");
+            .default_headers(headers);
+        if let Some(pem) = ca_pem {
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(pem).expect("CA PEM"));
+        }
+        let client = builder.build().expect("client");
         S3Api {
             base: base.to_string(),
             client,

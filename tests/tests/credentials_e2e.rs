@@ -9,17 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use airlock_tests::postgres::PgCluster;
-use airlock_tests::{plugin, plugin_dir, workspace_root, Workspace};
-
-fn airlock_bin() -> PathBuf {
-    let bin = workspace_root().join("target/debug/airlock");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it with `cargo build -p airlock-host` (./scripts/test does)",
-        bin.display()
-    );
-    bin
-}
+use airlock_tests::{airlock_bin, plugin, plugin_dir, workspace_root, Workspace};
 
 struct Cli<'a> {
     home: &'a Path,

@@ -2,14 +2,14 @@
 //! counted exactly in the manifest, case sensitivity per engine, preview (library and binary)
 //! publishing nothing, and `airlock filters explain`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
 use airlock::run::{preview_workflow_in, PluginDir, TracingObserver};
 use airlock_tests::{
-    plugin, plugin_dir, read_jsonl, run, run_in, runtime, verify_run_dir, workspace_root, Home,
-    Workspace,
+    airlock_bin, plugin, plugin_dir, read_jsonl, run, run_in, runtime, verify_run_dir,
+    workspace_root, Home, Workspace,
 };
 use serde_json::{json, Value};
 
@@ -269,12 +269,6 @@ async fn preview_publishes_nothing_and_reports_what_a_run_would() {
         })
         .collect();
     assert_eq!(bytes, published);
-}
-
-fn airlock_bin() -> PathBuf {
-    let bin = workspace_root().join("target/debug/airlock");
-    assert!(bin.is_file(), "build it with `cargo build -p airlock-host`");
-    bin
 }
 
 fn airlock(ws: &Workspace, args: &[&str]) -> Output {

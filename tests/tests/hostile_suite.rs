@@ -11,8 +11,6 @@ use std::net::{TcpListener, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use airlock::home::NewCredential;
-use airlock::secrets::SecretString;
 use airlock_tests::{plugin, read_jsonl, runtime, verify_run_dir, Home, Workspace};
 use hostile_report::{
     assert_host_healthy, bounded, run_observed, suite_config, warm, Case, NEVER_HANGS,
@@ -104,18 +102,8 @@ fn redirect(to: &str) -> Option<String> {
 }
 
 fn token_credential(home: &Home, destinations: &[String]) -> String {
-    home.inner()
-        .add_credential(
-            NewCredential {
-                kind: "token".into(),
-                username: None,
-                engine: None,
-                destinations: destinations.to_vec(),
-                description: None,
-            },
-            SecretString::new(TOKEN.to_string()),
-        )
-        .unwrap()
+    let destinations: Vec<&str> = destinations.iter().map(String::as_str).collect();
+    home.add_token(TOKEN, &destinations)
 }
 
 fn empty_db(ws: &Workspace) {

@@ -64,18 +64,7 @@ fn redirect(to: &str) -> String {
 }
 
 fn token_credential(home: &Home, destinations: &[&str]) -> String {
-    home.inner()
-        .add_credential(
-            NewCredential {
-                kind: "token".into(),
-                username: None,
-                engine: None,
-                destinations: destinations.iter().map(|d| d.to_string()).collect(),
-                description: None,
-            },
-            SecretString::new(TOKEN.to_string()),
-        )
-        .unwrap()
+    home.add_token(TOKEN, destinations)
 }
 
 fn with_network(cfg: &str, allow: &[&str]) -> String {
@@ -483,20 +472,7 @@ async fn client_certificates_are_presented_only_to_their_bound_destinations() {
     let home = Home::new(ws.path());
     std::fs::write(ws.path().join("tenant-ca.pem"), &pki.ca_pem).unwrap();
     let token = token_credential(&home, &[&address]);
-    let cert = |destination: &str| {
-        home.inner()
-            .add_credential(
-                NewCredential {
-                    kind: "token".into(),
-                    username: None,
-                    engine: None,
-                    destinations: vec![destination.to_string()],
-                    description: None,
-                },
-                SecretString::new(pki.client_pem.clone()),
-            )
-            .unwrap()
-    };
+    let cert = |destination: &str| home.add_token(&pki.client_pem, &[destination]);
     let config = |client_cert: Option<&str>| {
         let mut text = with_network(
             &probe_toml(&tenant.url(), &format!("credential = \"{token}\"\n")).replace(

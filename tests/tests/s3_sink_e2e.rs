@@ -4,13 +4,13 @@
 //! without uploading confirmed files again.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use airlock_tests::moto::Moto;
-use airlock_tests::{plugin, plugin_dir, run_in, runtime, workspace_root, Home, Workspace};
-use sha2::Digest;
+use airlock_tests::s3api::S3Api;
+use airlock_tests::{airlock_command, plugin, run_in, runtime, Home, Workspace};
 
 const BUCKET: &str = "catalog";
 const PREFIX: &str = "airlock/shop";
@@ -21,95 +21,6 @@ fn moto() -> Moto {
     // Parts of 1 KiB force multipart uploads of small test files; moto accepts them only
     // when its minimum part size is lowered.
     Moto::start_with_env(&[("S3_UPLOAD_PART_MIN_SIZE", "256")])
-}
-
-fn client() -> reqwest::Client {
-    // moto ignores signatures but treats requests without credentials as anonymous.
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        "authorization",
-        reqwest::header::HeaderValue::from_static(
-            "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
-        ),
-    );
-    reqwest::Client::builder()
-        .no_proxy()
-        .default_headers(headers)
-        .build()
-        .expect("client")
-}
-
-/// Where the test reads the bucket: moto's base URL and a client for it.
-struct Api {
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Api {
-    fn plain(moto: &Moto) -> Api {
-        Api {
-            base: moto.endpoint(),
-            client: client(),
-        }
-    }
-}
-
-async fn create_bucket(api: &Api) {
-    let resp = api
-        .client
-        .put(format!("{}/{BUCKET}", api.base))
-        .send()
-        .await
-        .expect("moto answers");
-    assert!(
-        resp.status().is_success(),
-        "CreateBucket: {}",
-        resp.status()
-    );
-}
-
-/// Every key under `prefix`, sorted.
-async fn list_keys(api: &Api, prefix: &str) -> Vec<String> {
-    let resp = api
-        .client
-        .get(format!("{}/{BUCKET}?list-type=2&prefix={prefix}", api.base))
-        .send()
-        .await
-        .expect("moto answers");
-    assert!(
-        resp.status().is_success(),
-        "ListObjectsV2: {}",
-        resp.status()
-    );
-    let text = resp.text().await.expect("list body");
-    assert!(text.contains("<ListBucketResult"), "{text}");
-    let mut keys: Vec<String> = text
-        .split("<Key>")
-        .skip(1)
-        .filter_map(|s| s.split("</Key>").next())
-        .map(str::to_string)
-        .collect();
-    keys.sort();
-    keys
-}
-
-/// The object's bytes and ETag.
-async fn get_object(api: &Api, key: &str) -> (Vec<u8>, String) {
-    let resp = api
-        .client
-        .get(format!("{}/{BUCKET}/{key}", api.base))
-        .send()
-        .await
-        .expect("moto answers");
-    assert!(resp.status().is_success(), "GET {key}: {}", resp.status());
-    let etag = resp
-        .headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .trim_matches('"')
-        .to_string();
-    (resp.bytes().await.expect("body").to_vec(), etag)
 }
 
 fn build_database(path: &Path) {
@@ -164,49 +75,9 @@ fn spool_entries(ws: &Workspace) -> Vec<String> {
     }
 }
 
-/// Checks the uploaded run: exactly the manifest's files plus the manifest, each object's
-/// SHA-256 and size equal to the manifest's; returns the manifest.
-async fn verify_uploaded(api: &Api, run_id: &str) -> serde_json::Value {
-    let base = format!("{PREFIX}/{run_id}/");
-    let (bytes, _) = get_object(api, &format!("{base}manifest.json")).await;
-    let manifest: serde_json::Value = serde_json::from_slice(&bytes).expect("manifest is JSON");
-    assert_eq!(manifest["status"], "complete");
-    assert_eq!(manifest["run_id"], run_id);
-    let mut expected = vec![format!("{base}manifest.json")];
-    for f in manifest["files"].as_array().expect("files") {
-        let name = f["path"].as_str().unwrap();
-        expected.push(format!("{base}{name}"));
-        let (body, _) = get_object(api, &format!("{base}{name}")).await;
-        assert_eq!(body.len() as u64, f["bytes"].as_u64().unwrap(), "{name}");
-        assert_eq!(
-            hex::encode(sha2::Sha256::digest(&body)),
-            f["sha256"].as_str().unwrap(),
-            "{name} sha256"
-        );
-        let lines = body.iter().filter(|b| **b == b'\n').count() as u64;
-        assert_eq!(lines, f["records"].as_u64().unwrap(), "{name} records");
-    }
-    expected.sort();
-    assert_eq!(list_keys(api, &base).await, expected);
-    manifest
-}
-
-fn airlock_bin() -> PathBuf {
-    let bin = workspace_root().join("target/debug/airlock");
-    assert!(bin.is_file(), "build it with `cargo build -p airlock-host`");
-    bin
-}
-
 fn airlock(ws: &Workspace, args: &[&str]) -> Output {
-    Command::new(airlock_bin())
-        .arg("--home")
-        .arg(ws.path().join("airlock-home"))
+    airlock_command(ws)
         .args(args)
-        .env("AIRLOCK_PLUGIN_DIR", plugin_dir())
-        .env(
-            "AIRLOCK_CACHE_DIR",
-            workspace_root().join("target/test-component-cache"),
-        )
         .output()
         .expect("airlock runs")
 }
@@ -214,8 +85,8 @@ fn airlock(ws: &Workspace, args: &[&str]) -> Output {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_is_uploaded_whole_with_multipart_and_the_manifest() {
     let moto = moto();
-    let api = Api::plain(&moto);
-    create_bucket(&api).await;
+    let api = S3Api::new(&moto.endpoint(), BUCKET);
+    api.create_bucket().await;
     let (ws, home, cfg) = setup(&moto, "");
     let report = run_in(&runtime(), &cfg, &home).await.expect("run succeeds");
     let run_id = report.manifest.run_id.clone();
@@ -223,7 +94,7 @@ async fn a_run_is_uploaded_whole_with_multipart_and_the_manifest() {
         report.output_dir.to_string_lossy(),
         format!("s3://{BUCKET}/{PREFIX}/{run_id}/")
     );
-    let manifest = verify_uploaded(&api, &run_id).await;
+    let manifest = api.verify_uploaded(PREFIX, &run_id).await;
     assert_eq!(
         serde_json::to_value(&report.manifest).unwrap(),
         manifest,
@@ -240,13 +111,17 @@ async fn a_run_is_uploaded_whole_with_multipart_and_the_manifest() {
         .find(|f| f.kind == "column")
         .expect("columns");
     assert!(column.bytes > 4 * 1024, "{}", column.bytes);
-    let (_, etag) = get_object(&api, &format!("{PREFIX}/{run_id}/column.jsonl")).await;
+    let (_, etag) = api
+        .get_object(&format!("{PREFIX}/{run_id}/column.jsonl"))
+        .await;
     let parts: u64 = etag
         .rsplit_once('-')
         .and_then(|(_, n)| n.parse().ok())
         .unwrap_or_else(|| panic!("multipart ETag expected, got {etag}"));
     assert_eq!(parts, column.bytes.div_ceil(1024), "one part per KiB");
-    let (_, etag) = get_object(&api, &format!("{PREFIX}/{run_id}/database.jsonl")).await;
+    let (_, etag) = api
+        .get_object(&format!("{PREFIX}/{run_id}/database.jsonl"))
+        .await;
     assert!(!etag.contains('-'), "single PUT ETag: {etag}");
 
     // The spool is gone once the manifest is confirmed; the resolution was audited by GUID.
@@ -264,8 +139,8 @@ async fn a_run_is_uploaded_whole_with_multipart_and_the_manifest() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_upload_has_no_manifest_and_resume_finishes_it() {
     let moto = moto();
-    let api = Api::plain(&moto);
-    create_bucket(&api).await;
+    let api = S3Api::new(&moto.endpoint(), BUCKET);
+    api.create_bucket().await;
     let (ws, home, cfg) = setup(&moto, "fail_after_files = 2");
     let err = run_in(&runtime(), &cfg, &home)
         .await
@@ -281,7 +156,7 @@ async fn an_interrupted_upload_has_no_manifest_and_resume_finishes_it() {
     let run_id = spooled[0].clone();
     assert!(message.contains(&format!("airlock upload --resume {run_id}")));
     let base = format!("{PREFIX}/{run_id}/");
-    let before = list_keys(&api, &base).await;
+    let before = api.list_keys(&base).await;
     assert_eq!(before.len(), 2, "{before:?}");
     assert!(before.iter().all(|k| !k.ends_with("manifest.json")));
     let journal =
@@ -318,7 +193,7 @@ async fn an_interrupted_upload_has_no_manifest_and_resume_finishes_it() {
         .collect();
     reported.sort();
     assert_eq!(reported, skipped, "the confirmed files were skipped");
-    let manifest = verify_uploaded(&api, &run_id).await;
+    let manifest = api.verify_uploaded(PREFIX, &run_id).await;
     assert_eq!(manifest, sealed, "the spooled manifest went up unchanged");
     assert!(spool_entries(&ws).is_empty());
     assert!(
@@ -334,8 +209,8 @@ async fn an_interrupted_upload_has_no_manifest_and_resume_finishes_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_credential_not_bound_to_the_endpoint_uploads_nothing() {
     let moto = moto();
-    let api = Api::plain(&moto);
-    create_bucket(&api).await;
+    let api = S3Api::new(&moto.endpoint(), BUCKET);
+    api.create_bucket().await;
     let (ws, home, _) = setup(&moto, "");
     let guid = home.add_password(ACCESS_KEY_ID, SECRET_KEY, &["s3.elsewhere.internal:443"]);
     let text = std::fs::read_to_string(ws.path().join("airlock.toml")).unwrap();
@@ -350,15 +225,15 @@ async fn a_credential_not_bound_to_the_endpoint_uploads_nothing() {
         err.to_string().contains("may not be used for 127.0.0.1"),
         "{err}"
     );
-    assert!(list_keys(&api, PREFIX).await.is_empty());
+    assert!(api.list_keys(PREFIX).await.is_empty());
     assert!(spool_entries(&ws).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_that_fails_before_upload_leaves_nothing_to_resume() {
     let moto = moto();
-    let api = Api::plain(&moto);
-    create_bucket(&api).await;
+    let api = S3Api::new(&moto.endpoint(), BUCKET);
+    api.create_bucket().await;
     let (ws, home, _) = setup(&moto, "");
     // The database does not exist: the plugin fails, nothing is sealed or uploaded.
     let text = std::fs::read_to_string(ws.path().join("airlock.toml"))
@@ -369,7 +244,7 @@ async fn a_run_that_fails_before_upload_leaves_nothing_to_resume() {
         .await
         .expect_err("the run fails");
     assert!(spool_entries(&ws).is_empty(), "{:?}", spool_entries(&ws));
-    assert!(list_keys(&api, PREFIX).await.is_empty());
+    assert!(api.list_keys(PREFIX).await.is_empty());
     let out = airlock(
         &ws,
         &["upload", "--resume", "0190a1b2-0000-7000-8000-000000000000"],
@@ -491,8 +366,8 @@ async fn proxy_one(
 #[tokio::test(flavor = "multi_thread")]
 async fn uploads_survive_5xx_and_dropped_connections() {
     let moto = moto();
-    let api = Api::plain(&moto);
-    create_bucket(&api).await;
+    let api = S3Api::new(&moto.endpoint(), BUCKET);
+    api.create_bucket().await;
     let proxy = fault_proxy(moto.port()).await;
     let (ws, home, cfg) = setup_at(proxy.port, "retries = 8");
     let report = run_in(&runtime(), &cfg, &home)
@@ -502,7 +377,7 @@ async fn uploads_survive_5xx_and_dropped_connections() {
     let forwarded = proxy.forwarded.load(Ordering::SeqCst);
     assert!(faults >= 10, "{faults} faults injected");
     assert!(forwarded > report.manifest.files.len(), "{forwarded}");
-    let manifest = verify_uploaded(&api, &report.manifest.run_id).await;
+    let manifest = api.verify_uploaded(PREFIX, &report.manifest.run_id).await;
     assert_eq!(serde_json::to_value(&report.manifest).unwrap(), manifest);
     assert!(spool_entries(&ws).is_empty());
 }
@@ -549,27 +424,8 @@ async fn https_endpoint_with_a_custom_ca() {
         &[("S3_UPLOAD_PART_MIN_SIZE", "256")],
     );
     let base = format!("https://127.0.0.1:{}", moto.port());
-    let tls_client = |ca_pem: &[u8]| {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            "authorization",
-            reqwest::header::HeaderValue::from_static(
-                "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
-            ),
-        );
-        reqwest::Client::builder()
-            .no_proxy()
-            .default_headers(headers)
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap())
-            .build()
-            .unwrap()
-    };
-    let api = Api {
-        base: base.clone(),
-        client: tls_client(&std::fs::read(&ca).unwrap()),
-    };
-    create_bucket(&api).await;
+    let api = S3Api::with_ca(&base, BUCKET, &std::fs::read(&ca).unwrap());
+    api.create_bucket().await;
 
     // Without the CA the sink refuses the server's certificate: the upload fails, no manifest.
     let (ws, home, _) = setup(&moto, "");
@@ -583,7 +439,7 @@ async fn https_endpoint_with_a_custom_ca() {
         .expect_err("an unknown CA is refused");
     assert!(err.to_string().contains("certificate"), "{err}");
     assert_eq!(err.kind(), "upload", "{err}");
-    assert!(list_keys(&api, PREFIX).await.is_empty());
+    assert!(api.list_keys(PREFIX).await.is_empty());
 
     // With the test CA as `ca_file` the run goes up over TLS.
     std::fs::copy(&ca, ws.path().join("s3-ca.pem")).unwrap();
@@ -592,7 +448,7 @@ async fn https_endpoint_with_a_custom_ca() {
         "retries = 0\nca_file = \"s3-ca.pem\"\nsse = \"AES256\"\n",
     ));
     let report = run_in(&runtime(), &cfg, &home).await.expect("run succeeds");
-    let manifest = verify_uploaded(&api, &report.manifest.run_id).await;
+    let manifest = api.verify_uploaded(PREFIX, &report.manifest.run_id).await;
     assert_eq!(serde_json::to_value(&report.manifest).unwrap(), manifest);
     let resp = api
         .client
@@ -615,8 +471,8 @@ async fn https_endpoint_with_a_custom_ca() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sink_secret_is_scanned_for_and_nothing_leaves() {
     let moto = moto();
-    let api = Api::plain(&moto);
-    create_bucket(&api).await;
+    let api = S3Api::new(&moto.endpoint(), BUCKET);
+    api.create_bucket().await;
     let (ws, home, cfg) = setup(&moto, "");
     // A column default holds the sink's secret key, base64-encoded.
     use base64::Engine;
@@ -632,6 +488,39 @@ async fn the_sink_secret_is_scanned_for_and_nothing_leaves() {
         .expect_err("the scan fails the run");
     assert_eq!(err.kind(), "secret-detected", "{err}");
     assert!(!err.to_string().contains(SECRET_KEY) && !err.to_string().contains(&encoded));
-    assert!(list_keys(&api, PREFIX).await.is_empty());
+    assert!(api.list_keys(PREFIX).await.is_empty());
     assert!(spool_entries(&ws).is_empty(), "{:?}", spool_entries(&ws));
+}
+
+/// A sink endpoint given by name goes through the host's checking resolver: `localhost` is a
+/// loopback name the operator configured, so it is allowed, and the upload goes to the address
+/// the resolver checked.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_named_by_host_name_is_resolved_and_checked_by_the_host() {
+    let moto = moto();
+    let api = S3Api::new(&moto.endpoint(), BUCKET);
+    api.create_bucket().await;
+    let (ws, _, _) = setup(&moto, "");
+    let home = Home::new(ws.path());
+    let guid = home.add_password(
+        ACCESS_KEY_ID,
+        SECRET_KEY,
+        &[&format!("localhost:{}", moto.port())],
+    );
+    let text = std::fs::read_to_string(ws.path().join("airlock.toml")).unwrap();
+    let text = text
+        .replace("http://127.0.0.1:", "http://localhost:")
+        .lines()
+        .map(|l| {
+            if l.starts_with("credential = ") {
+                format!("credential = \"{guid}\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = ws.config(&text);
+    let report = run_in(&runtime(), &cfg, &home).await.expect("run succeeds");
+    api.verify_uploaded(PREFIX, &report.manifest.run_id).await;
 }

@@ -12,8 +12,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use airlock::home::NewCredential;
-use airlock::secrets::SecretString;
 use airlock_tests::faultproxy::{Direction, Fault, FaultProxy, Rng};
 use airlock_tests::moto::Moto;
 use airlock_tests::s3api::{verify_run_objects, S3Api};
@@ -78,20 +76,7 @@ impl Server {
                 ))
             }
             Server::Https { pki, .. } => {
-                let token = |secret: &str| {
-                    home.inner()
-                        .add_credential(
-                            NewCredential {
-                                kind: "token".into(),
-                                username: None,
-                                engine: None,
-                                destinations: vec![destination.clone()],
-                                description: None,
-                            },
-                            SecretString::new(secret.to_string()),
-                        )
-                        .expect("credential added")
-                };
+                let token = |secret: &str| home.add_token(secret, &[&destination]);
                 let (api, cert) = (token(API_KEY), token(&pki.client_pem));
                 std::fs::write(ws.path().join("tenant-ca.pem"), &pki.ca_pem).unwrap();
                 SinkTable(format!(

@@ -98,6 +98,7 @@ impl AwsSecretsStore {
                 timeout: Duration::from_secs(config.timeout_s.clamp(1, 300)),
                 retries: config.retries.min(10),
                 backoff: Duration::from_millis(200),
+                hosts: vec![endpoint.clone()],
             },
         )?;
         Ok(AwsSecretsStore {

@@ -142,6 +142,7 @@ impl AzureKeyVaultStore {
                 timeout: Duration::from_secs(config.timeout_s),
                 retries: config.retries,
                 backoff: Duration::from_millis(200),
+                hosts: vec![config.authority.clone(), config.vault_url.clone()],
             },
         )?;
         Ok(AzureKeyVaultStore {

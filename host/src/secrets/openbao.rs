@@ -179,6 +179,7 @@ impl OpenBaoStore {
                 timeout: Duration::from_secs(config.timeout_s),
                 retries: config.retries,
                 backoff: Duration::from_millis(200),
+                hosts: vec![config.address.clone()],
             },
         )?;
         Ok(OpenBaoStore {

@@ -23,6 +23,21 @@ pub struct TransportSettings {
     pub retries: u32,
     /// First backoff; doubled after each retry.
     pub backoff: Duration,
+    /// The URLs (or bare hosts) the backend is configured with: the client reaches only
+    /// their hosts, at addresses its resolver checked (never link-local or multicast ones).
+    pub hosts: Vec<String>,
+}
+
+/// The host of `url` (`https://vault.corp:8200/v1` -> `vault.corp`), or `url` itself.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host
 }
 
 /// A response: status and body (zeroized on drop).
@@ -80,9 +95,11 @@ impl Transport {
         ca_file: Option<&Path>,
         settings: TransportSettings,
     ) -> Result<Self, SecretStoreError> {
+        let hosts: Vec<&str> = settings.hosts.iter().map(|u| host_of(u)).collect();
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .no_proxy()
+            .dns_resolver(crate::capabilities::http::policy::operator_resolver(&hosts))
             .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)));
@@ -207,4 +224,21 @@ fn describe(e: reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn hosts_of_configured_urls() {
+        assert_eq!(host_of("https://vault.corp:8200/v1"), "vault.corp");
+        assert_eq!(host_of("http://127.0.0.1:8200"), "127.0.0.1");
+        assert_eq!(host_of("https://[::1]:8200/"), "::1");
+        assert_eq!(
+            host_of("https://login.microsoftonline.com"),
+            "login.microsoftonline.com"
+        );
+        assert_eq!(host_of("https://u@h.example:1/x?y#z"), "h.example");
+    }
 }

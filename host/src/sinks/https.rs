@@ -222,10 +222,15 @@ impl<'a> HttpsTarget<'a> {
             None => None,
         };
         let tls = client_tls(cfg, identity)?;
+        // The client reaches only the tenant's host, at an address the resolver checked.
+        let host = base.host_str().unwrap_or_default().to_string();
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .https_only(true)
             .no_proxy()
+            .dns_resolver(crate::capabilities::http::policy::operator_resolver(&[
+                host.trim_start_matches('[').trim_end_matches(']'),
+            ]))
             // A redirect could carry the API key to another server: none is followed.
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(cfg.timeout_s.max(1)))

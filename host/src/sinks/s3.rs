@@ -11,8 +11,8 @@ use std::time::Duration;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsCredential};
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    BackoffConfig, Certificate, ClientOptions, ObjectStore, PutPayload, RetryConfig,
-    StaticCredentialProvider, WriteMultipart,
+    BackoffConfig, ClientOptions, ObjectStore, PutPayload, RetryConfig, StaticCredentialProvider,
+    WriteMultipart,
 };
 use serde::{Deserialize, Serialize};
 
@@ -216,6 +216,34 @@ pub async fn resolve_access_key(
     Ok(AccessKey { id, secret })
 }
 
+/// The hosts an S3 sink may connect to: its endpoint's, or AWS's regional names.
+fn s3_hosts(cfg: &S3SinkConfig) -> Vec<String> {
+    let destination = cfg.destination();
+    let host = destination
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+        .unwrap_or(&destination)
+        .to_string();
+    if cfg.endpoint.is_some() {
+        vec![host]
+    } else {
+        vec![
+            host,
+            format!("{}.s3.{}.amazonaws.com", cfg.bucket, cfg.region),
+        ]
+    }
+}
+
+/// Hands object_store the client the host built.
+#[derive(Debug)]
+struct CheckedConnector(reqwest::Client);
+
+impl object_store::client::HttpConnector for CheckedConnector {
+    fn connect(&self, _: &ClientOptions) -> object_store::Result<object_store::client::HttpClient> {
+        Ok(object_store::client::HttpClient::new(self.0.clone()))
+    }
+}
+
 /// The bucket a run goes to, with its request policy.
 pub struct S3Target {
     store: AmazonS3,
@@ -225,24 +253,28 @@ pub struct S3Target {
 impl S3Target {
     /// Builds the client; `ca_file` must already be resolved against the config's directory.
     pub fn new(cfg: &S3SinkConfig, key: &AccessKey) -> Result<Self, SinkError> {
-        let mut options = ClientOptions::new()
-            .with_timeout(Duration::from_secs(cfg.timeout_s.max(1)))
-            .with_connect_timeout(Duration::from_secs(cfg.timeout_s.clamp(1, 30)))
-            .with_allow_http(cfg.allow_http);
-        if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| SinkError::Config(format!("sink.ca_file {ca}: {e}")))?;
-            let certs = Certificate::from_pem_bundle(&pem)
-                .map_err(|e| SinkError::Config(format!("sink.ca_file {ca}: {e}")))?;
-            if certs.is_empty() {
-                return Err(SinkError::Config(format!(
-                    "sink.ca_file {ca} holds no PEM certificate"
-                )));
-            }
-            for c in certs {
-                options = options.with_root_certificate(c);
-            }
-        }
+        // object_store's HTTP client is built here: rustls (ring, TLS 1.2+, the system roots
+        // plus ca_file), no proxy, no redirects, and a resolver that reaches only the sink's
+        // host, at an address it checked (never a link-local or multicast one).
+        let ca_files: Vec<&std::path::Path> =
+            cfg.ca_file.iter().map(std::path::Path::new).collect();
+        let roots =
+            crate::tls::roots(true, &ca_files, "sink.ca_file").map_err(SinkError::Config)?;
+        let tls = crate::tls::client_config(roots, None)
+            .map_err(|e| SinkError::Config(format!("{e:?}")))?;
+        let hosts = s3_hosts(cfg);
+        let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .https_only(!cfg.allow_http)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(cfg.timeout_s.max(1)))
+            .connect_timeout(Duration::from_secs(cfg.timeout_s.clamp(1, 30)))
+            .dns_resolver(crate::capabilities::http::policy::operator_resolver(&hosts))
+            .build()
+            .map_err(|e| SinkError::Config(format!("cannot build the S3 client: {e}")))?;
+        let options = ClientOptions::new().with_allow_http(cfg.allow_http);
         let credential = AwsCredential {
             key_id: key.id.clone(),
             secret_key: key.secret.expose().to_string(),
@@ -254,6 +286,7 @@ impl S3Target {
             .with_credentials(Arc::new(StaticCredentialProvider::new(credential)))
             .with_allow_http(cfg.allow_http)
             .with_client_options(options)
+            .with_http_connector(CheckedConnector(client))
             .with_retry(RetryConfig {
                 backoff: BackoffConfig {
                     init_backoff: Duration::from_millis(100),

@@ -124,12 +124,25 @@ impl NetworkPolicy {
         self.rules.push(declared_rule(host, port, false));
     }
 
-    /// A policy of one destination typed by the operator for a one-off connection: its name
-    /// may resolve to any address (the operator named it), but the connection still goes to
-    /// the address that was resolved and checked.
+    /// A policy of one destination the operator named (a vault, a sink, a `credential test`
+    /// target): its name may resolve to a loopback or private address, never to a link-local
+    /// (cloud metadata), multicast or unspecified one, and no other host is reachable. The
+    /// connection goes to the address that was resolved and checked.
     pub fn operator_destination(host: &str, port: u16) -> Self {
+        Self::operator_destinations(&[(host, Some(port))])
+    }
+
+    /// As [`NetworkPolicy::operator_destination`] for several hosts; a `None` port allows any.
+    pub fn operator_destinations(hosts: &[(&str, Option<u16>)]) -> Self {
         NetworkPolicy {
-            rules: vec![declared_rule(host, port, true)],
+            rules: hosts
+                .iter()
+                .map(|(host, port)| {
+                    let mut rule = declared_rule(host, port.unwrap_or(0), true);
+                    rule.port = *port;
+                    rule
+                })
+                .collect(),
         }
     }
 
@@ -204,7 +217,14 @@ impl NetworkPolicy {
             .rules
             .iter()
             .any(|r| r.operator && r.port_ok(port) && name_matches(&r.host, &host));
-        if operator {
+        // An operator-named host may be on a loopback or private network, never on a
+        // link-local (cloud metadata), multicast or unspecified address.
+        if operator
+            && matches!(
+                special_range(ip),
+                None | Some("loopback" | "private" | "private (unique local)" | "shared (CGNAT)")
+            )
+        {
             return Ok(());
         }
         if let Some(range) = special_range(ip) {
@@ -325,6 +345,18 @@ pub fn special_range(ip: IpAddr) -> Option<&'static str> {
             }
         }
     }
+}
+
+/// A resolver for the host's own clients (sinks, vaults) that may reach only the hosts their
+/// configuration names: each name is checked with [`NetworkPolicy::operator_destinations`]
+/// (any port) and the connection goes to a checked address.
+pub(crate) fn operator_resolver(hosts: &[&str]) -> Arc<PolicyResolver> {
+    let hosts: Vec<(&str, Option<u16>)> = hosts.iter().map(|h| (*h, None)).collect();
+    Arc::new(PolicyResolver {
+        policy: Arc::new(NetworkPolicy::operator_destinations(&hosts)),
+        port: 0,
+        denied: Arc::default(),
+    })
 }
 
 /// A DNS resolver for one origin: it resolves the name, checks every address against the
@@ -450,6 +482,23 @@ mod tests {
             op.resolve("no-such-host.invalid", 5432).await,
             Err(Refusal::Denied(_))
         ));
+        // A name the operator gave may point at a private network, never at the metadata
+        // service or a multicast group.
+        let named = NetworkPolicy::operator_destination("vault.corp", 8200);
+        assert!(named
+            .check_addr("vault.corp", "10.1.2.3".parse().unwrap(), 8200)
+            .is_ok());
+        for bad in ["169.254.169.254", "224.0.0.1", "0.0.0.0"] {
+            assert!(named
+                .check_addr("vault.corp", bad.parse().unwrap(), 8200)
+                .is_err());
+        }
+        assert!(named
+            .check_addr("vault.corp", "10.1.2.3".parse().unwrap(), 8201)
+            .is_err());
+        let any_port = NetworkPolicy::operator_destinations(&[("127.0.0.1", None)]);
+        assert!(any_port.resolve("127.0.0.1", 8200).await.is_ok());
+        assert!(any_port.resolve("127.0.0.2", 8200).await.is_err());
         let open = NetworkPolicy::operator_destination("no-such-host.invalid", 5432);
         assert!(matches!(
             open.resolve("no-such-host.invalid", 5432).await,
