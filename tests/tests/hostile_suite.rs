@@ -1685,7 +1685,7 @@ async fn a_plugin_sleeping_in_a_host_call_is_stopped_at_the_deadline() {
         "a_plugin_sleeping_in_a_host_call_is_stopped_at_the_deadline",
         file!(),
         "sleeps for an hour through the WASI clock (waiting in the host, where epochs do not interrupt)",
-        "deadline-exceeded at limits.deadline_s = 2 plus at most one second of grace",
+        "deadline-exceeded at limits.deadline_s = 2 plus a quarter second of grace",
     );
     let rt = runtime();
     let ws = Workspace::new();
@@ -1714,7 +1714,7 @@ async fn a_plugin_waiting_on_a_silent_server_is_stopped_at_the_deadline() {
         "a_plugin_waiting_on_a_silent_server_is_stopped_at_the_deadline",
         file!(),
         "sends an HTTP request to an allowed server that never answers (network timeout 60 s)",
-        "deadline-exceeded at limits.deadline_s = 2 plus at most one second of grace",
+        "deadline-exceeded at limits.deadline_s = 2 plus a quarter second of grace",
     );
     let rt = runtime();
     let ws = Workspace::new();
