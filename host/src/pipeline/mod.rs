@@ -263,13 +263,15 @@ impl Pipeline {
             }
         }
         // Rewrite the attributes when a field rule applies, when the text has line breaks
-        // (one asset stays one line), and whenever the run has secrets to scan for: the
-        // canonical form leaves no `\u` escapes a secret could hide behind.
-        // Field changes count only for assets that are written.
+        // (one asset stays one line), and when the run has secrets to scan for and the text
+        // has escapes: the canonical form leaves no `\u` escapes a secret could hide behind
+        // (text without a backslash is already in that form). Keys keep the plugin's order
+        // either way (serde_json's `preserve_order`). Field changes count only for assets
+        // that are written.
         let mut changed = FieldCounts::new();
         let rewritten;
         let attributes = if self.policy.fields().applies_to(kind)
-            || self.scanner.is_armed()
+            || (self.scanner.is_armed() && attributes.get().contains('\\'))
             || attributes.get().contains(['\n', '\r'])
         {
             let mut map: serde_json::Map<String, serde_json::Value> =
@@ -529,6 +531,33 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, PipelineError::SecretDetected(_)), "{e}");
         assert!(e.to_string().contains("(hex form)"), "{e}");
+
+        // A secret hidden behind `\u` escapes is caught: text with escapes is rewritten to
+        // the canonical form before the scan.
+        let dir = tempfile::tempdir().unwrap();
+        let policy = FilterPolicy::compile(&FilterConfig::default()).unwrap();
+        let scanner = Arc::new(OutboundScanner::new());
+        scanner.register(&crate::secrets::SecretString::new("hunter22".into()));
+        let mut p = Pipeline::new(policy, &Limits::default(), dir.path())
+            .with_scanner(scanner, RunAudit::new(None, "t", None, None));
+        p.accept(vec![asset(
+            AssetKind::Table,
+            "db.s.ok",
+            r#"{"z":"tab\there","a":1}"#,
+        )])
+        .unwrap();
+        let escaped: String = "hunter22"
+            .chars()
+            .map(|c| format!("\\u{:04x}", c as u32))
+            .collect();
+        let e = p
+            .accept(vec![asset(
+                AssetKind::Table,
+                "db.s.t",
+                &format!(r#"{{"x":"{escaped}"}}"#),
+            )])
+            .unwrap_err();
+        assert!(matches!(e, PipelineError::SecretDetected(_)), "{e}");
     }
 
     #[test]

@@ -67,7 +67,11 @@ impl OutboundScanner {
                 state.forms.push(form);
             }
         }
-        state.automaton = AhoCorasick::new(state.forms.iter().map(|f| &f.bytes[..])).ok();
+        // A DFA: a run has few secrets (tens of forms), and every output line is searched.
+        state.automaton = AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(state.forms.iter().map(|f| &f.bytes[..]))
+            .ok();
     }
 
     /// Whether any secret was registered.
