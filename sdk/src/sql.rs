@@ -129,6 +129,20 @@ impl Row {
         })
     }
 
+    /// As [`Row::text`], borrowing text values instead of copying them (for building an
+    /// asset's attributes without an allocation per field).
+    pub fn text_ref(&self, name: &str) -> Result<Option<std::borrow::Cow<'_, str>>, Error> {
+        use std::borrow::Cow;
+        Ok(match self.value(name)? {
+            Value::Null => None,
+            Value::Text(s) => Some(Cow::Borrowed(s.as_str())),
+            Value::Integer(i) => Some(Cow::Owned(i.to_string())),
+            Value::Float(f) => Some(Cow::Owned(f.to_string())),
+            Value::Boolean(b) => Some(Cow::Owned(b.to_string())),
+            Value::Bytes(b) => Some(String::from_utf8_lossy(b)),
+        })
+    }
+
     /// The value of column `name` as text; NULL is an error.
     pub fn string(&self, name: &str) -> Result<String, Error> {
         self.text(name)?

@@ -12,6 +12,8 @@
 //! the host filters again, so the pushdown only has to be conservative: it never drops an
 //! object the host would keep.
 
+use std::borrow::Cow;
+
 use airlock_sdk::sql::{Connection, Driver, Endpoint, Row, Value};
 use airlock_sdk::{AssetKind, Capability, Connector, Emitter, Error, PluginInfo, Scope};
 use serde::Deserialize;
@@ -354,24 +356,44 @@ fn emit_function(out: &mut Emitter, scope: &Scope, db: &str, row: &Row) -> Resul
     )
 }
 
+/// A column's attributes, borrowed from its row: columns are most of a catalog's assets, so
+/// they are serialised straight from the row without an intermediate JSON map.
+#[derive(serde::Serialize)]
+struct ColumnAttrs<'r> {
+    ordinal: Option<i64>,
+    data_type: Option<Cow<'r, str>>,
+    nullable: Option<bool>,
+    default: Option<Cow<'r, str>>,
+    generated: Option<Cow<'r, str>>,
+    identity: Option<Cow<'r, str>>,
+    comment: Option<Cow<'r, str>>,
+    primary_key_position: Option<i64>,
+}
+
 fn emit_column(out: &mut Emitter, db: &str, row: &Row) -> Result<(), Error> {
-    let schema = row.string("schema_name")?;
-    let table = row.string("table_name")?;
-    let name = row.string("name")?;
+    let required = |c: &str| {
+        row.text_ref(c)?
+            .ok_or_else(|| Error::Source(format!("column `{c}` is NULL")))
+    };
+    let (schema, table, name) = (
+        required("schema_name")?,
+        required("table_name")?,
+        required("name")?,
+    );
     emit(
         out,
         AssetKind::Column,
         &[db, &schema, &table, &name],
-        json!({
-            "ordinal": row.int("ordinal")?,
-            "data_type": row.text("data_type")?,
-            "nullable": row.bool("nullable")?,
-            "default": row.text("column_default")?,
-            "generated": row.text("generation_expression")?,
-            "identity": row.text("identity")?,
-            "comment": row.text("comment")?,
-            "primary_key_position": row.int("primary_key_position")?,
-        }),
+        ColumnAttrs {
+            ordinal: row.int("ordinal")?,
+            data_type: row.text_ref("data_type")?,
+            nullable: row.bool("nullable")?,
+            default: row.text_ref("column_default")?,
+            generated: row.text_ref("generation_expression")?,
+            identity: row.text_ref("identity")?,
+            comment: row.text_ref("comment")?,
+            primary_key_position: row.int("primary_key_position")?,
+        },
     )
 }
 
@@ -440,7 +462,12 @@ fn emit_index(out: &mut Emitter, db: &str, row: &Row) -> Result<(), Error> {
 /// Emits an asset unless a path segment is one the host would reject as invalid (which
 /// would fail the whole run): empty, or holding a control character. Those are skipped
 /// with a warning.
-fn emit(out: &mut Emitter, kind: AssetKind, path: &[&str], attrs: Json) -> Result<(), Error> {
+fn emit<A: serde::Serialize>(
+    out: &mut Emitter,
+    kind: AssetKind,
+    path: &[&str],
+    attrs: A,
+) -> Result<(), Error> {
     if path
         .iter()
         .any(|s| s.is_empty() || s.chars().any(char::is_control))
