@@ -3,6 +3,7 @@
 
 pub mod azure;
 pub mod faultproxy;
+pub mod httpserver;
 pub mod mariadb;
 pub mod moto;
 pub mod openbao;

@@ -6,11 +6,10 @@
 
 mod hostile_report;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, UdpSocket};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use airlock_tests::httpserver::{self, ok, TestServer};
 use airlock_tests::{plugin, read_jsonl, runtime, verify_run_dir, Home, Workspace};
 use hostile_report::{
     assert_host_healthy, bounded, run_observed, suite_config, warm, Case, NEVER_HANGS,
@@ -41,64 +40,12 @@ impl Canary {
     }
 }
 
-/// A loopback HTTP/1.1 server answering every request with `response(head)`; records heads.
-struct TestServer {
-    port: u16,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl TestServer {
-    fn start(response: impl Fn(&str) -> Option<String> + Send + 'static) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut head = String::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    head.push_str(&line);
-                }
-                log.lock().unwrap().push(head.clone());
-                match response(&head) {
-                    Some(answer) => {
-                        let _ = stream.write_all(answer.as_bytes());
-                    }
-                    // Never answer: hold the connection open in the background.
-                    None => {
-                        std::thread::spawn(move || {
-                            std::thread::sleep(Duration::from_secs(300));
-                            drop(stream);
-                        });
-                    }
-                }
-            }
-        });
-        TestServer { port, seen }
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
 fn http_ok(body: &str) -> Option<String> {
-    Some(format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    ))
+    Some(ok(body))
 }
 
 fn redirect(to: &str) -> Option<String> {
-    Some(format!(
-        "HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    ))
+    Some(httpserver::redirect(to))
 }
 
 fn token_credential(home: &Home, destinations: &[String]) -> String {
@@ -957,7 +904,7 @@ async fn http_open_to_an_unlisted_destination_is_denied() {
     );
     let ws = Workspace::new();
     let home = Home::new(ws.path());
-    let server = TestServer::start(|_| http_ok("x"));
+    let server = TestServer::start_or_hang(|_| http_ok("x"));
     let err = http_denied(
         &mut case,
         "base = \"http://unlisted.example.com/\"",
@@ -1020,7 +967,7 @@ async fn http_open_through_a_name_resolving_to_loopback_is_denied() {
     );
     let ws = Workspace::new();
     let home = Home::new(ws.path());
-    let server = TestServer::start(|_| http_ok("x"));
+    let server = TestServer::start_or_hang(|_| http_ok("x"));
     let err = http_denied(
         &mut case,
         &format!("base = \"http://localhost:{}/\"", server.port),
@@ -1046,7 +993,8 @@ async fn a_cross_origin_redirect_to_a_forbidden_address_is_refused() {
     );
     let ws = Workspace::new();
     let home = Home::new(ws.path());
-    let server = TestServer::start(|_| redirect("http://169.254.169.254/latest/meta-data/iam"));
+    let server =
+        TestServer::start_or_hang(|_| redirect("http://169.254.169.254/latest/meta-data/iam"));
     let err = http_denied(
         &mut case,
         &format!("base = \"http://127.0.0.1:{}/\"", server.port),
@@ -1074,9 +1022,10 @@ async fn authentication_does_not_follow_a_cross_origin_redirect() {
     let rt = runtime();
     let ws = Workspace::new();
     let home = Home::new(ws.path());
-    let landing = TestServer::start(|_| http_ok("landed"));
+    let landing = TestServer::start_or_hang(|_| http_ok("landed"));
     let landing_port = landing.port;
-    let first = TestServer::start(move |_| redirect(&format!("http://127.0.0.1:{landing_port}/x")));
+    let first =
+        TestServer::start_or_hang(move |_| redirect(&format!("http://127.0.0.1:{landing_port}/x")));
     let guid = token_credential(&home, &[format!("127.0.0.1:{}", first.port)]);
     let cfg = suite_config(
         &ws,
@@ -1105,7 +1054,7 @@ async fn authentication_does_not_follow_a_cross_origin_redirect() {
 async fn http_limited(case: &mut Case, options: &str, body: usize) -> (String, usize) {
     let rt = runtime();
     let ws = Workspace::new();
-    let server = TestServer::start(move |_| http_ok(&"b".repeat(body)));
+    let server = TestServer::start_or_hang(move |_| http_ok(&"b".repeat(body)));
     let cfg = suite_config(
         &ws,
         "",
@@ -1205,8 +1154,8 @@ async fn a_credential_handle_used_for_another_destination_is_denied() {
     );
     let ws = Workspace::new();
     let home = Home::new(ws.path());
-    let own = TestServer::start(|_| http_ok("own"));
-    let other = TestServer::start(|_| http_ok("other"));
+    let own = TestServer::start_or_hang(|_| http_ok("own"));
+    let other = TestServer::start_or_hang(|_| http_ok("other"));
     let guid = token_credential(&home, &[format!("127.0.0.1:{}", own.port)]);
     let err = http_denied(
         &mut case,
@@ -1555,7 +1504,7 @@ async fn leak(
     let rt = runtime();
     let ws = Workspace::new();
     let home = Home::new(ws.path());
-    let echo = TestServer::start(http_ok);
+    let echo = TestServer::start_or_hang(http_ok);
     let guid = token_credential(&home, &[format!("127.0.0.1:{}", echo.port)]);
     let cfg = suite_config(
         &ws,
@@ -1718,7 +1667,7 @@ async fn a_plugin_waiting_on_a_silent_server_is_stopped_at_the_deadline() {
     );
     let rt = runtime();
     let ws = Workspace::new();
-    let silent = TestServer::start(|_| None);
+    let silent = TestServer::start_or_hang(|_| None);
     let cfg = suite_config(
         &ws,
         "",

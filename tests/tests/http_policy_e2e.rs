@@ -2,66 +2,14 @@
 //! servers written here. Nothing leaves 127.0.0.1: denied destinations are refused before any
 //! lookup or connection.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use airlock::home::NewCredential;
 use airlock::secrets::SecretString;
+use airlock_tests::httpserver::{ok, redirect, TestServer};
 use airlock_tests::{plugin, read_jsonl, run_in, runtime, Home, Workspace};
 
 const TOKEN: &str = "tok-3f9a1c7e5b2d4e6f8a0b";
-
-/// A loopback HTTP/1.1 server answering every request with `response(head)` (the request line
-/// and headers); it records the head of each request.
-struct TestServer {
-    port: u16,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl TestServer {
-    fn start(response: impl Fn(&str) -> String + Send + 'static) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut head = String::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    head.push_str(&line);
-                }
-                let answer = response(&head);
-                log.lock().unwrap().push(head);
-                let _ = stream.write_all(answer.as_bytes());
-            }
-        });
-        TestServer { port, seen }
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-fn ok(body: &str) -> String {
-    format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-fn redirect(to: &str) -> String {
-    format!(
-        "HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    )
-}
 
 fn token_credential(home: &Home, destinations: &[&str]) -> String {
     home.add_token(TOKEN, destinations)
