@@ -7,6 +7,7 @@
 mod hostile_report;
 
 use std::net::{TcpListener, UdpSocket};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlock_tests::httpserver::{self, ok, TestServer};
