@@ -431,6 +431,16 @@ pub fn parse_destination(d: &str) -> Result<(String, String), String> {
     Ok((host.to_ascii_lowercase(), port.to_string()))
 }
 
+/// Splits one concrete `HOST:PORT` (no `*` port) into its lowercase host and port; the error
+/// names `d`.
+pub fn parse_host_port(d: &str) -> Result<(String, u16), String> {
+    let (host, port) = parse_destination(d)?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("`{d}` needs a numeric port"))?;
+    Ok((host, port))
+}
+
 /// Whether `address` (`host:port`) matches the destination `pattern`.
 pub fn destination_matches(pattern: &str, address: &str) -> bool {
     let (Ok((ph, pp)), Ok((ah, ap))) = (parse_destination(pattern), parse_destination(address))

@@ -475,11 +475,8 @@ fn sql_network_policy(cfg: &LoadedConfig) -> Result<NetworkPolicy, RunError> {
     let invalid = |m: String| RunError::Config(ConfigError::Invalid(m));
     let mut policy = NetworkPolicy::parse(&cfg.config.network.allow).map_err(invalid)?;
     if let Some(endpoint) = &cfg.config.source.endpoint {
-        let (host, port) = crate::home::parse_destination(endpoint)
+        let (host, port) = crate::home::parse_host_port(endpoint)
             .map_err(|e| invalid(format!("source.endpoint: {e}")))?;
-        let port = port
-            .parse::<u16>()
-            .map_err(|_| invalid(format!("source.endpoint `{endpoint}` needs a numeric port")))?;
         policy.declare(&host, port);
     }
     Ok(policy)
@@ -634,7 +631,7 @@ async fn run_inner(
         _ => None,
     };
     let pipeline = Pipeline::new(policy.clone(), &limits, staged.dir())
-        .with_spool_key(staged.dir(), spool_key.clone())
+        .with_spool_key(spool_key.clone())
         .with_scanner(scanner.clone(), audit.clone())
         .with_hash_keys(hash_keys);
     let state = RunState::new(

@@ -150,13 +150,9 @@ impl Pipeline {
     }
 
     /// Spools into encrypted files under `key` instead (see [`spool`]); before any asset.
-    pub fn with_spool_key(
-        mut self,
-        dir: &Path,
-        key: Option<std::sync::Arc<spool::SpoolKey>>,
-    ) -> Self {
+    pub fn with_spool_key(mut self, key: Option<std::sync::Arc<spool::SpoolKey>>) -> Self {
         if let Some(key) = key {
-            self.spool = SpoolWriter::encrypted(dir, key);
+            self.spool = self.spool.encrypt_under(key);
         }
         self
     }

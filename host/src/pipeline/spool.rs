@@ -62,10 +62,13 @@ impl SpoolWriter {
 
     /// A writer of files encrypted under `key` into `dir`, which must exist.
     pub fn encrypted(dir: &Path, key: Arc<SpoolKey>) -> Self {
-        SpoolWriter {
-            key: Some(key),
-            ..SpoolWriter::new(dir)
-        }
+        SpoolWriter::new(dir).encrypt_under(key)
+    }
+
+    /// This writer, encrypting the files it opens from now on under `key`.
+    pub fn encrypt_under(mut self, key: Arc<SpoolKey>) -> Self {
+        self.key = Some(key);
+        self
     }
 
     /// Appends one line (without the newline) to the file of `kind`.

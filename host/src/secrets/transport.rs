@@ -96,11 +96,8 @@ impl Transport {
         settings: TransportSettings,
     ) -> Result<Self, SecretStoreError> {
         let hosts: Vec<&str> = settings.hosts.iter().map(|u| host_of(u)).collect();
-        let mut builder = reqwest::Client::builder()
+        let mut builder = crate::capabilities::http::policy::operator_client(&hosts)
             .use_rustls_tls()
-            .no_proxy()
-            .dns_resolver(crate::capabilities::http::policy::operator_resolver(&hosts))
-            .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)));
         if let Some(ca) = ca_file {

@@ -222,22 +222,19 @@ impl<'a> HttpsTarget<'a> {
             None => None,
         };
         let tls = client_tls(cfg, identity)?;
-        // The client reaches only the tenant's host, at an address the resolver checked.
+        // The client reaches only the tenant's host, at an address the resolver checked, and
+        // follows no redirect (one could carry the API key to another server).
         let host = base.host_str().unwrap_or_default().to_string();
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .https_only(true)
-            .no_proxy()
-            .dns_resolver(crate::capabilities::http::policy::operator_resolver(&[
-                host.trim_start_matches('[').trim_end_matches(']'),
-            ]))
-            // A redirect could carry the API key to another server: none is followed.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(cfg.timeout_s.max(1)))
-            .connect_timeout(Duration::from_secs(cfg.connect_timeout_s.max(1)))
-            .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| SinkError::Config(format!("cannot build the HTTPS client: {e}")))?;
+        let client = crate::capabilities::http::policy::operator_client(&[host
+            .trim_start_matches('[')
+            .trim_end_matches(']')])
+        .use_preconfigured_tls(tls)
+        .https_only(true)
+        .timeout(Duration::from_secs(cfg.timeout_s.max(1)))
+        .connect_timeout(Duration::from_secs(cfg.connect_timeout_s.max(1)))
+        .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| SinkError::Config(format!("cannot build the HTTPS client: {e}")))?;
         Ok(HttpsTarget {
             cfg: cfg.clone(),
             base,

@@ -264,14 +264,11 @@ impl S3Target {
             .map_err(|e| SinkError::Config(format!("{e:?}")))?;
         let hosts = s3_hosts(cfg);
         let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
-        let client = reqwest::Client::builder()
+        let client = crate::capabilities::http::policy::operator_client(&hosts)
             .use_preconfigured_tls(tls)
             .https_only(!cfg.allow_http)
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(cfg.timeout_s.max(1)))
             .connect_timeout(Duration::from_secs(cfg.timeout_s.clamp(1, 30)))
-            .dns_resolver(crate::capabilities::http::policy::operator_resolver(&hosts))
             .build()
             .map_err(|e| SinkError::Config(format!("cannot build the S3 client: {e}")))?;
         let options = ClientOptions::new().with_allow_http(cfg.allow_http);

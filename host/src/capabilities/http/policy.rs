@@ -347,16 +347,20 @@ pub fn special_range(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
-/// A resolver for the host's own clients (sinks, vaults) that may reach only the hosts their
-/// configuration names: each name is checked with [`NetworkPolicy::operator_destinations`]
-/// (any port) and the connection goes to a checked address.
-pub(crate) fn operator_resolver(hosts: &[&str]) -> Arc<PolicyResolver> {
+/// A client builder for the host's own connections to hosts an operator configured (sinks,
+/// vaults): no proxy from the environment, no redirects (a key must not follow one), and a
+/// resolver that resolves only `hosts` (any port), checks each address with
+/// [`NetworkPolicy::operator_destinations`] and hands out only the checked ones.
+pub(crate) fn operator_client(hosts: &[&str]) -> reqwest::ClientBuilder {
     let hosts: Vec<(&str, Option<u16>)> = hosts.iter().map(|h| (*h, None)).collect();
-    Arc::new(PolicyResolver {
-        policy: Arc::new(NetworkPolicy::operator_destinations(&hosts)),
-        port: 0,
-        denied: Arc::default(),
-    })
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(PolicyResolver {
+            policy: Arc::new(NetworkPolicy::operator_destinations(&hosts)),
+            port: 0,
+            denied: Arc::default(),
+        }))
 }
 
 /// A DNS resolver for one origin: it resolves the name, checks every address against the

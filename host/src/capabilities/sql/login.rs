@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::{ConnectParams, SqlConnection, SqlError, TlsSettings};
 use crate::capabilities::credentials::CredentialBinding;
 use crate::capabilities::http::policy::{NetworkPolicy, Refusal};
-use crate::home::{destination_matches, parse_destination};
+use crate::home::{destination_matches, parse_destination, parse_host_port};
 use crate::secrets::redact::Redactor;
 use crate::secrets::{SecretStoreError, SecretStores};
 use crate::state::{RunAudit, StateStore};
@@ -112,10 +112,8 @@ impl SqlLogin {
         if let Some(at) = &record.revoked_at {
             return Err(deny(format!("credential {guid} was revoked at {at}")));
         }
-        let (host, port) = parse_destination(address).map_err(SqlError::InvalidConfig)?;
-        let port: u16 = port.parse().map_err(|_| {
-            SqlError::InvalidConfig(format!("endpoint {shown} needs a numeric port"))
-        })?;
+        let (host, port) = parse_host_port(address)
+            .map_err(|e| SqlError::InvalidConfig(format!("endpoint {e}")))?;
         // Checked before the secret is resolved: a denied destination never gets one.
         let addr = match self.policy.resolve(&host, port).await {
             Ok(addrs) => addrs.first().map(|a| a.ip()),
@@ -297,10 +295,8 @@ pub async fn test_login(
         .binding("test")
         .cloned()
         .ok_or_else(|| SqlError::InvalidConfig("binding lost".into()))?;
-    let (host, port) = parse_destination(&destination).map_err(SqlError::InvalidConfig)?;
-    let port: u16 = port.parse().map_err(|_| {
-        SqlError::InvalidConfig(format!("destination {destination} needs a numeric port"))
-    })?;
+    let (host, port) = parse_host_port(&destination)
+        .map_err(|e| SqlError::InvalidConfig(format!("destination {e}")))?;
     let login = SqlLogin {
         endpoint: Some(destination.clone()),
         databases: vec!["*".into()],
