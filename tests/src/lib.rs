@@ -260,3 +260,29 @@ pub fn airlock_command(ws: &Workspace) -> std::process::Command {
         );
     cmd
 }
+
+/// Every regular file under `dir`, recursively, for searching artifacts; symbolic links are
+/// not followed (what they point to inside `dir` is listed where it really is). A missing
+/// `dir` has no files.
+pub fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(all_files(&e.path())),
+            Ok(t) if t.is_file() => out.push(e.path()),
+            _ => {}
+        }
+    }
+    out
+}
+
+impl Workspace {
+    /// The run ids with a spool in this workspace's home (`airlock-home/spool/`).
+    pub fn spool_entries(&self) -> Vec<String> {
+        std::fs::read_dir(self.path().join("airlock-home").join("spool"))
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+}

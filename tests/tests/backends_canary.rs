@@ -10,14 +10,14 @@
 //! output files and manifests — in raw, base64, hex and URL-encoded form.
 
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use airlock_tests::azure::AzureKeyVault;
 use airlock_tests::moto::Moto;
 use airlock_tests::openbao::OpenBao;
 use airlock_tests::postgres::PgCluster;
-use airlock_tests::{airlock_command, plugin, Workspace};
+use airlock_tests::{airlock_command, all_files, plugin, Workspace};
 
 /// The secret every backend holds: the PostgreSQL password of `app`. Its reserved characters
 /// make the URL-encoded and raw forms differ.
@@ -75,19 +75,6 @@ fn assert_absent(finder: &aho_corasick::AhoCorasick, haystack: &[u8], what: &str
             text(&haystack[m.start()..m.end()])
         );
     }
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        match e.file_type() {
-            Ok(t) if t.is_dir() => out.extend(files_under(&p)),
-            Ok(t) if t.is_file() => out.push(p),
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Runs the binary at trace level with the environment the backends need, keeping a
@@ -337,7 +324,7 @@ async fn every_backend_logs_in_through_the_binary_and_leaves_no_trace_of_the_sec
         &cli.transcript,
         "the CLI transcript at trace level",
     );
-    let files = files_under(ws.path());
+    let files = all_files(ws.path());
     assert!(
         files.iter().any(|f| f.ends_with("manifest.json")),
         "the runs published: {files:?}"

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use airlock_tests::postgres::PgCluster;
-use airlock_tests::{airlock_bin, plugin, plugin_dir, workspace_root, Workspace};
+use airlock_tests::{airlock_bin, all_files, plugin, plugin_dir, workspace_root, Workspace};
 
 struct Cli<'a> {
     home: &'a Path,
@@ -88,21 +88,6 @@ fn assert_absent(haystack: &[u8], secret: &str, what: &str) {
             text(&form)
         );
     }
-}
-
-fn all_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(all_files(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 fn config(ws: &Workspace, plugin: &Path, port: u16, guid: &str, extra: &str) -> PathBuf {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use airlock::home::NewCredential;
 use airlock::secrets::SecretString;
 use airlock_tests::httpserver::{ok, redirect, TestServer};
-use airlock_tests::{plugin, read_jsonl, run_in, runtime, Home, Workspace};
+use airlock_tests::{all_files, plugin, read_jsonl, run_in, runtime, Home, Workspace};
 
 const TOKEN: &str = "tok-3f9a1c7e5b2d4e6f8a0b";
 
@@ -476,7 +476,7 @@ async fn client_certificates_are_presented_only_to_their_bound_destinations() {
     // The certificate's private key is in no artifact.
     let key = &pki.client_pem[pki.client_pem.find("-----BEGIN PRIVATE KEY-----").unwrap()..];
     let key_line = key.lines().nth(1).unwrap();
-    for entry in walk(ws.path()) {
+    for entry in all_files(ws.path()) {
         let bytes = std::fs::read(&entry).unwrap();
         assert!(
             !bytes
@@ -486,21 +486,4 @@ async fn client_certificates_are_presented_only_to_their_bound_destinations() {
             entry.display()
         );
     }
-}
-
-/// Every file under `dir`.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

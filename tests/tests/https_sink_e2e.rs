@@ -89,15 +89,6 @@ timeout_s = 20
         self.ws.path().join("airlock-home")
     }
 
-    fn spool_entries(&self) -> Vec<String> {
-        match std::fs::read_dir(self.home_dir().join("spool")) {
-            Ok(rd) => rd
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect(),
-            Err(_) => Vec::new(),
-        }
-    }
-
     /// The objects the tenant holds for `run_id`, by file name.
     fn run_objects(&self, run_id: &str) -> BTreeMap<String, Vec<u8>> {
         let base = format!("{BASE_PATH}/runs/{run_id}/");
@@ -167,21 +158,16 @@ timeout_s = 20
                 .into_bytes(),
         ];
         let contains = |hay: &[u8]| forms.iter().any(|f| hay.windows(f.len()).any(|w| w == f));
-        let mut files = 0;
-        let mut stack = vec![self.ws.path().to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else {
-                    files += 1;
-                    let bytes = std::fs::read(&path).unwrap();
-                    assert!(!contains(&bytes), "the secret is in {}", path.display());
-                }
-            }
+        let files = airlock_tests::all_files(self.ws.path());
+        for path in &files {
+            let bytes = std::fs::read(path).unwrap();
+            assert!(!contains(&bytes), "the secret is in {}", path.display());
         }
-        assert!(files > 3, "the workspace holds the home: {files} files");
+        assert!(
+            files.len() > 3,
+            "the workspace holds the home: {} files",
+            files.len()
+        );
         for (path, body) in self.tenant.objects() {
             assert!(!contains(&body), "the secret is in the uploaded {path}");
         }
@@ -290,7 +276,11 @@ async fn a_run_goes_up_over_mutual_tls_with_every_sha256_and_the_manifest_last()
     assert!(env.tenant.handshake_failures().is_empty());
 
     // The spool is gone once the manifest is confirmed; both resolutions were audited by GUID.
-    assert!(env.spool_entries().is_empty(), "{:?}", env.spool_entries());
+    assert!(
+        env.ws.spool_entries().is_empty(),
+        "{:?}",
+        env.ws.spool_entries()
+    );
     let audit = env.audit(&run_id);
     assert!(audit.contains("sink api key"), "{audit}");
     assert!(audit.contains("sink client certificate"), "{audit}");
@@ -325,7 +315,7 @@ async fn a_wrong_ca_is_refused_and_nothing_is_complete() {
         env.tenant.handshake_failures()
     );
     // The sealed spool stays for a resume and confirms nothing.
-    let spooled = env.spool_entries();
+    let spooled = env.ws.spool_entries();
     assert_eq!(spooled.len(), 1, "{spooled:?}");
     let spool = env.home_dir().join("spool").join(&spooled[0]);
     assert!(spool.join("manifest.json").is_file());
@@ -392,7 +382,7 @@ async fn a_missing_or_untrusted_client_certificate_is_refused() {
     env.assert_absent(key_block(&env.pki.stranger_pem), &[&err.to_string()]);
 
     // Both refused runs stay sealed, neither confirmed a file.
-    let spooled = env.spool_entries();
+    let spooled = env.ws.spool_entries();
     assert_eq!(spooled.len(), 2, "{spooled:?}");
     for run in spooled {
         let journal = env
@@ -451,7 +441,7 @@ async fn a_401_re_resolves_the_rotated_key_once_and_succeeds() {
         .map(|l| l.status)
         .collect();
     assert_eq!(after, vec![401, 401], "one re-resolution, then refused");
-    let spooled = env.spool_entries();
+    let spooled = env.ws.spool_entries();
     assert_eq!(spooled.len(), 1, "{spooled:?}");
     let failed_run = spooled[0].clone();
     assert!(env.run_objects(&failed_run).is_empty());
@@ -464,7 +454,7 @@ async fn a_401_re_resolves_the_rotated_key_once_and_succeeds() {
     let (code, stdout, stderr) = env.resume(&failed_run).await;
     assert_eq!(code, Some(0), "{stderr}");
     env.verify_uploaded(&failed_run);
-    assert!(env.spool_entries().is_empty());
+    assert!(env.ws.spool_entries().is_empty());
     for key in [API_KEY, ROTATED_KEY, WRONG_KEY] {
         env.assert_absent(key, &[&message, &stdout, &stderr, &audit]);
     }
@@ -482,7 +472,7 @@ async fn an_interrupted_upload_resumes_through_5xx_and_skips_confirmed_files() {
     .expect_err("the injected failure fails the run");
     assert_eq!(err.kind(), "upload", "{err}");
     let message = err.to_string();
-    let spooled = env.spool_entries();
+    let spooled = env.ws.spool_entries();
     assert_eq!(spooled.len(), 1, "{spooled:?}");
     let run_id = spooled[0].clone();
     assert!(
@@ -538,7 +528,7 @@ async fn an_interrupted_upload_resumes_through_5xx_and_skips_confirmed_files() {
             .count();
         assert_eq!(stored, 1, "{name} was stored once");
     }
-    assert!(env.spool_entries().is_empty());
+    assert!(env.ws.spool_entries().is_empty());
     assert!(
         stderr.contains("retrying"),
         "the debug log shows the retries"
@@ -563,7 +553,11 @@ async fn the_api_key_is_scanned_for_and_nothing_leaves() {
         .expect_err("the scan fails the run");
     assert_eq!(err.kind(), "secret-detected", "{err}");
     assert!(env.tenant.log().is_empty(), "{:?}", env.tenant.log());
-    assert!(env.spool_entries().is_empty(), "{:?}", env.spool_entries());
+    assert!(
+        env.ws.spool_entries().is_empty(),
+        "{:?}",
+        env.ws.spool_entries()
+    );
     // Only the database itself holds the key.
     std::fs::remove_file(env.ws.path().join("shop.db")).unwrap();
     env.assert_absent(API_KEY, &[&err.to_string()]);

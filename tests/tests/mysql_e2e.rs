@@ -20,7 +20,9 @@ use airlock::pipeline::asset::AssetKind;
 use airlock::pipeline::filter::FilterPolicy;
 use airlock::secrets::SecretString;
 use airlock_tests::mariadb::{ident, quote, MariaDb};
-use airlock_tests::{plugin, read_jsonl, run_in, runtime, verify_run_dir, Home, Workspace};
+use airlock_tests::{
+    all_files, plugin, read_jsonl, run_in, runtime, verify_run_dir, Home, Workspace,
+};
 use serde_json::{json, Value};
 
 /// The reader's password; the canary searched for after every end-to-end run. It has
@@ -747,28 +749,19 @@ fn assert_no_canary(dir: &Path) {
     }
     needles.push(url.into_bytes());
     needles.push(url_plus.into_bytes());
-    let mut stack = vec![dir.to_path_buf()];
-    let mut files = 0;
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            files += 1;
-            let bytes = std::fs::read(&path).unwrap();
-            for needle in &needles {
-                assert!(
-                    !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
-                    "{} holds the password (as {})",
-                    path.display(),
-                    String::from_utf8_lossy(needle)
-                );
-            }
+    let files = all_files(dir);
+    for path in &files {
+        let bytes = std::fs::read(path).unwrap();
+        for needle in &needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "{} holds the password (as {})",
+                path.display(),
+                String::from_utf8_lossy(needle)
+            );
         }
     }
-    assert!(files > 0, "nothing to scan under {}", dir.display());
+    assert!(!files.is_empty(), "nothing to scan under {}", dir.display());
 }
 
 /// A TLS server with the schema and a reader, and a workspace whose home holds the reader's

@@ -16,7 +16,7 @@ use airlock::secrets::{SecretStore, SecretStoreError, SecretStores, SecretString
 use airlock::state::RunAudit;
 use airlock_tests::openbao::OpenBao;
 use airlock_tests::postgres::{quote_literal, PgCluster};
-use airlock_tests::{plugin, run_in, runtime, Home, Workspace};
+use airlock_tests::{all_files, plugin, run_in, runtime, Home, Workspace};
 
 const FIRST: &str = "Canary-e2e-bao-1!x";
 const SECOND: &str = "Canary-e2e-bao-2@y";
@@ -163,7 +163,7 @@ async fn openbao_credential_logs_in_and_rotation_is_picked_up_by_the_next_run() 
             assert!(!format!("{entry:?}").contains(secret));
         }
         assert!(!err.contains(secret));
-        for file in walk(s.ws.path()) {
+        for file in all_files(s.ws.path()) {
             let bytes = std::fs::read(&file).unwrap();
             assert!(
                 !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
@@ -338,19 +338,4 @@ async fn a_rotation_between_resolution_and_login_is_recovered_by_one_re_resoluti
         4,
         "one retry, not a loop"
     );
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

@@ -12,7 +12,9 @@ use airlock::capabilities::sql::postgres::PgDb;
 use airlock::capabilities::sql::{ConnectParams, DbValue, SqlError, TlsMode, TlsSettings};
 use airlock::secrets::SecretString;
 use airlock_tests::postgres::PgCluster;
-use airlock_tests::{plugin, read_jsonl, run_in, runtime, verify_run_dir, Home, Workspace};
+use airlock_tests::{
+    all_files, plugin, read_jsonl, run_in, runtime, verify_run_dir, Home, Workspace,
+};
 use serde_json::Value;
 
 const PASSWORD: &str = "Canary-pg-7f3a9c1e-ünï";
@@ -851,22 +853,6 @@ fn assert_same(
             assert_eq!(&g[path], attrs, "{kind} {path:?}");
         }
     }
-}
-
-/// Every file under `dir`.
-fn all_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(all_files(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// The forms a secret could leak in: raw, base64, hex and URL-encoded.

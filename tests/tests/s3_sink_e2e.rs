@@ -66,15 +66,6 @@ fn spool_root(ws: &Workspace) -> PathBuf {
     ws.path().join("airlock-home").join("spool")
 }
 
-fn spool_entries(ws: &Workspace) -> Vec<String> {
-    match std::fs::read_dir(spool_root(ws)) {
-        Ok(rd) => rd
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
 fn airlock(ws: &Workspace, args: &[&str]) -> Output {
     airlock_command(ws)
         .args(args)
@@ -125,7 +116,7 @@ async fn a_run_is_uploaded_whole_with_multipart_and_the_manifest() {
     assert!(!etag.contains('-'), "single PUT ETag: {etag}");
 
     // The spool is gone once the manifest is confirmed; the resolution was audited by GUID.
-    assert!(spool_entries(&ws).is_empty(), "{:?}", spool_entries(&ws));
+    assert!(ws.spool_entries().is_empty(), "{:?}", ws.spool_entries());
     let audit = home
         .inner()
         .state()
@@ -151,7 +142,7 @@ async fn an_interrupted_upload_has_no_manifest_and_resume_finishes_it() {
     assert!(!message.contains(SECRET_KEY));
 
     // The sealed spool stays for the resume; the bucket holds two files and no manifest.
-    let spooled = spool_entries(&ws);
+    let spooled = ws.spool_entries();
     assert_eq!(spooled.len(), 1, "{spooled:?}");
     let run_id = spooled[0].clone();
     assert!(message.contains(&format!("airlock upload --resume {run_id}")));
@@ -195,7 +186,7 @@ async fn an_interrupted_upload_has_no_manifest_and_resume_finishes_it() {
     assert_eq!(reported, skipped, "the confirmed files were skipped");
     let manifest = api.verify_uploaded(PREFIX, &run_id).await;
     assert_eq!(manifest, sealed, "the spooled manifest went up unchanged");
-    assert!(spool_entries(&ws).is_empty());
+    assert!(ws.spool_entries().is_empty());
     assert!(
         !stderr.contains(SECRET_KEY) && !String::from_utf8_lossy(&out.stdout).contains(SECRET_KEY)
     );
@@ -226,7 +217,7 @@ async fn a_credential_not_bound_to_the_endpoint_uploads_nothing() {
         "{err}"
     );
     assert!(api.list_keys(PREFIX).await.is_empty());
-    assert!(spool_entries(&ws).is_empty());
+    assert!(ws.spool_entries().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -243,7 +234,7 @@ async fn a_run_that_fails_before_upload_leaves_nothing_to_resume() {
     run_in(&runtime(), &cfg, &home)
         .await
         .expect_err("the run fails");
-    assert!(spool_entries(&ws).is_empty(), "{:?}", spool_entries(&ws));
+    assert!(ws.spool_entries().is_empty(), "{:?}", ws.spool_entries());
     assert!(api.list_keys(PREFIX).await.is_empty());
     let out = airlock(
         &ws,
@@ -379,7 +370,7 @@ async fn uploads_survive_5xx_and_dropped_connections() {
     assert!(forwarded > report.manifest.files.len(), "{forwarded}");
     let manifest = api.verify_uploaded(PREFIX, &report.manifest.run_id).await;
     assert_eq!(serde_json::to_value(&report.manifest).unwrap(), manifest);
-    assert!(spool_entries(&ws).is_empty());
+    assert!(ws.spool_entries().is_empty());
 }
 
 /// A test CA and a server certificate for 127.0.0.1 signed by it (PEM).
@@ -489,7 +480,7 @@ async fn the_sink_secret_is_scanned_for_and_nothing_leaves() {
     assert_eq!(err.kind(), "secret-detected", "{err}");
     assert!(!err.to_string().contains(SECRET_KEY) && !err.to_string().contains(&encoded));
     assert!(api.list_keys(PREFIX).await.is_empty());
-    assert!(spool_entries(&ws).is_empty(), "{:?}", spool_entries(&ws));
+    assert!(ws.spool_entries().is_empty(), "{:?}", ws.spool_entries());
 }
 
 /// A sink endpoint given by name goes through the host's checking resolver: `localhost` is a

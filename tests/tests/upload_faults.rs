@@ -167,16 +167,6 @@ impl SinkTable {
     }
 }
 
-fn spool_entries(ws: &Workspace) -> Vec<String> {
-    match std::fs::read_dir(ws.path().join("airlock-home").join("spool")) {
-        Ok(rd) => rd
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with('.'))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
 /// Nothing of `run_id` is marked complete: no manifest object, and the state store does not
 /// record the run as complete.
 async fn assert_not_published(server: &Server, home: &Home, run_id: &str, context: &str) {
@@ -261,7 +251,7 @@ async fn fault_matrix(server: Server, seed: u64, target: usize) -> usize {
             Err(e) => {
                 assert_eq!(e.kind(), "upload", "{context} ({plan:?}): {e}");
                 assert!(!e.to_string().contains(server.secret()), "{context}");
-                let spooled = spool_entries(&ws);
+                let spooled = ws.spool_entries();
                 assert_eq!(spooled.len(), 1, "{context}: {spooled:?}");
                 let run_id = spooled[0].clone();
                 assert_not_published(&server, &home, &run_id, &context).await;
@@ -273,7 +263,7 @@ async fn fault_matrix(server: Server, seed: u64, target: usize) -> usize {
         };
         all_runs.push(run_id);
         assert!(
-            spool_entries(&ws).is_empty(),
+            ws.spool_entries().is_empty(),
             "{context}: spool left behind"
         );
     }
@@ -355,12 +345,12 @@ async fn a_killed_upload_publishes_nothing_and_resumes() {
     let status = child.wait().unwrap();
     assert!(!status.success());
 
-    let spooled = spool_entries(&ws);
+    let spooled = ws.spool_entries();
     assert_eq!(spooled.len(), 1, "{spooled:?}");
     let run_id = spooled[0].clone();
     assert_not_published(&server, &home, &run_id, "killed run").await;
     resume(&ws, &proxy, &run_id, SECRET_KEY, "killed run").await;
     let manifest = server.verify(&run_id, "killed run").await;
     assert!(manifest["counts"]["table"]["kept"].as_u64().unwrap() > 0);
-    assert!(spool_entries(&ws).is_empty());
+    assert!(ws.spool_entries().is_empty());
 }
