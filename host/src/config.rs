@@ -344,6 +344,17 @@ dir = "out"
     }
 
     #[test]
+    fn unknown_key_of_an_allow_table_names_key_and_line() {
+        let text = format!(
+            "{GOOD}\n[network]\nallow = [\n  \"a.example.com:443\",\n  {{ dest = \"b.example.com:443\", method = [\"GET\"] }},\n]\n"
+        );
+        let err = WorkflowConfig::from_toml(&text, Path::new("w.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("unknown field `method`"), "{msg}");
+        assert!(msg.contains("line 13"), "{msg}");
+    }
+
+    #[test]
     fn missing_section_is_an_error() {
         let err = WorkflowConfig::from_toml("[source]\nplugin = \"x\"\n", Path::new("w.toml"))
             .unwrap_err();

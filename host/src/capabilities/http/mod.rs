@@ -6,7 +6,9 @@
 //! never sent to another origin. Every denial is audited.
 
 pub mod auth;
+mod path;
 pub mod policy;
+mod special;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,7 +19,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Url;
 
 use self::auth::{Auth, HttpAuthSettings};
-use self::policy::{NetworkPolicy, PolicyResolver};
+use self::policy::{NetworkPolicy, PolicyResolver, RequestRefusal, RequestShape};
 use crate::capabilities::credentials::CredentialBinding;
 use crate::home::destination_matches;
 use crate::pipeline::scan::OutboundScanner;
@@ -163,6 +165,24 @@ impl HttpAccess {
         HttpError::Denied(message)
     }
 
+    /// Audits a request the allow list refused (method, path or operation) and returns the
+    /// plugin's `denied` error.
+    fn deny_request(
+        &self,
+        guid: Option<&str>,
+        destination: &str,
+        refusal: RequestRefusal,
+    ) -> HttpError {
+        self.audit.record(
+            "network",
+            "denied",
+            guid,
+            Some(destination),
+            Some(&refusal.audit),
+        );
+        HttpError::Denied(refusal.message)
+    }
+
     /// Checks a URL's scheme, name and port against the policy (auditing a denial).
     fn check_url(&self, url: &Url, guid: Option<&str>) -> Result<Origin, HttpError> {
         let origin = Origin::of(url).map_err(HttpError::InvalidConfig)?;
@@ -202,6 +222,23 @@ impl HttpAccess {
             ));
         }
         let origin = self.check_url(&url, guid)?;
+        // The base path in the canonical form requests are checked in; every request stays
+        // below it.
+        let mut url = url;
+        let base_path = path::normalize(url.path()).map_err(|e| {
+            self.deny(
+                guid,
+                &origin.address(),
+                "network",
+                format!("base URL refused: {e}"),
+            )
+        })?;
+        url.set_path(&base_path);
+        if url.path() != base_path {
+            return Err(HttpError::InvalidConfig(format!(
+                "base URL `{shown}` has a path that cannot be sent unchanged"
+            )));
+        }
         let auth = match binding {
             None => None,
             Some(binding) => Some(self.authenticate(binding, &origin, &url).await?),
@@ -390,6 +427,19 @@ pub struct HttpClient {
 type DenialSlot = Arc<Mutex<Option<String>>>;
 
 impl HttpClient {
+    /// The client's base path without a trailing slash (`""` for the root).
+    fn base_path(&self) -> &str {
+        self.base.path().trim_end_matches('/')
+    }
+
+    /// The base path as shown in messages.
+    fn shown_base(&self) -> &str {
+        match self.base_path() {
+            "" => "/",
+            p => p,
+        }
+    }
+
     /// Makes sure an OAuth2 client holds a live access token: fetched at first use, again
     /// before it expires, and at once when `force` (the API answered 401).
     async fn ensure_token(&mut self, force: bool) -> Result<(), HttpError> {
@@ -629,20 +679,74 @@ impl HttpClient {
             })?;
             headers.append(n, v);
         }
-        let prefix = self.base.path().trim_end_matches('/');
+        let guid = self.guid.clone();
+        // The base path and the request's path are combined here, after normalising the
+        // request's path on its own: a `..` cannot climb out of the base path, and what is
+        // checked is what is sent.
+        let (rel, query) = match pq.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (pq.as_str(), None),
+        };
+        let rel = path::normalize(rel).map_err(|e| {
+            self.access.deny(
+                guid.as_deref(),
+                &self.origin.address(),
+                "network",
+                format!(
+                    "request refused: {e} (below the base path {})",
+                    self.shown_base()
+                ),
+            )
+        })?;
+        let full = format!("{}{rel}", self.base.path().trim_end_matches('/'));
         let mut url = Url::parse(&format!(
-            "{}://{}{}{}",
+            "{}://{}{full}{}",
             self.origin.scheme,
             self.origin.address(),
-            prefix,
-            pq
+            query.map(|q| format!("?{q}")).unwrap_or_default()
         ))
         .map_err(|e| HttpError::InvalidConfig(format!("request URL: {e}")))?;
+        if url.path() != full || !path::within(&full, self.base_path()) {
+            return Err(self.access.deny(
+                guid.as_deref(),
+                &self.origin.address(),
+                "network",
+                "request refused: its path changes when parsed as a URL".into(),
+            ));
+        }
         let mut body = req.body;
-        let guid = self.guid.clone();
         let mut refreshed = false;
         for hop in 0..=MAX_REDIRECTS {
             let origin = self.access.check_url(&url, guid.as_deref())?;
+            // Every hop is checked against the methods, paths and operations its allow
+            // entries permit, before anything is sent.
+            let targets: Vec<&str> = headers
+                .get_all("x-amz-target")
+                .iter()
+                .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+                .collect();
+            let shape = RequestShape {
+                method: method.as_str(),
+                path: url.path(),
+                aws_targets: &targets,
+            };
+            if let Err(refusal) =
+                self.access
+                    .policy
+                    .check_request(&origin.host, origin.port, &shape)
+            {
+                let refusal = if hop > 0 {
+                    RequestRefusal {
+                        message: format!("redirect denied: {}", refusal.message),
+                        audit: format!("redirect denied: {}", refusal.audit),
+                    }
+                } else {
+                    refusal
+                };
+                return Err(self
+                    .access
+                    .deny_request(guid.as_deref(), &origin.address(), refusal));
+            }
             let (client, denied) = self.client_for(&origin)?;
             let mut send_url = url.clone();
             let mut send_headers = headers.clone();
@@ -698,7 +802,7 @@ impl HttpClient {
                         "redirect {status} without a Location"
                     )));
                 };
-                let next = url
+                let mut next = url
                     .join(location)
                     .map_err(|e| HttpError::Source(format!("redirect to an invalid URL: {e}")))?;
                 if hop == MAX_REDIRECTS {
@@ -724,6 +828,31 @@ impl HttpClient {
                         &next_origin.address(),
                         "network",
                         format!("redirect from {} denied: {why}", origin.address()),
+                    ));
+                }
+                // The target's path is normalised like a request's; on the client's own
+                // origin (where authentication is sent) it must stay below the base path.
+                let canonical = path::normalize(next.path()).map_err(|e| {
+                    self.access.deny(
+                        guid.as_deref(),
+                        &next_origin.address(),
+                        "network",
+                        format!("redirect from {} denied: {e}", origin.address()),
+                    )
+                })?;
+                next.set_path(&canonical);
+                if next.path() != canonical
+                    || (next_origin == self.origin && !path::within(&canonical, self.base_path()))
+                {
+                    return Err(self.access.deny(
+                        guid.as_deref(),
+                        &next_origin.address(),
+                        "network",
+                        format!(
+                            "redirect from {} denied: its target path is outside the client's base path {}",
+                            origin.address(),
+                            self.shown_base()
+                        ),
                     ));
                 }
                 if status == 303
