@@ -149,7 +149,7 @@ endpoint = "{endpoint}"
 catalog = "lake"
 
 [network]
-allow = ["127.0.0.1:{port}"]
+allow = [{allow}]
 
 [sink]
 kind = "local"
@@ -157,7 +157,7 @@ dir = "out"
 "#,
             plugin = plugin("glue").display(),
             endpoint = moto.endpoint(),
-            port = moto.port(),
+            allow = glue_read_only(moto.port()),
         ),
     )
     .unwrap();
@@ -317,9 +317,32 @@ fn paginating_glue(pad: usize) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Stri
     (port, seen)
 }
 
+/// The allow entry of the README's Glue example for a server on `port`: only POST and only
+/// the read operations the plugin sends.
+fn glue_read_only(port: u16) -> String {
+    glue_entry(port, &["AWSGlue.GetDatabases", "AWSGlue.GetTables"])
+}
+
+fn glue_entry(port: u16, targets: &[&str]) -> String {
+    let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        "{{ dest = \"127.0.0.1:{port}\", methods = [\"POST\"], paths = [\"/\"], aws_targets = [{}] }}",
+        targets.join(", ")
+    )
+}
+
 /// A workspace whose Glue workflow reads the paginating server on `port`, with `extra` TOML
 /// appended (e.g. a `[filters]` table).
 fn paginated_workflow(port: u16, extra: &str) -> (Workspace, Home, airlock::config::LoadedConfig) {
+    paginated_workflow_allowing(port, &glue_read_only(port), extra)
+}
+
+/// As [`paginated_workflow`] with `allow` as the one `[network] allow` entry.
+fn paginated_workflow_allowing(
+    port: u16,
+    allow: &str,
+    extra: &str,
+) -> (Workspace, Home, airlock::config::LoadedConfig) {
     let ws = Workspace::new();
     let home = Home::new(ws.path());
     let guid = home
@@ -339,7 +362,7 @@ fn paginated_workflow(port: u16, extra: &str) -> (Workspace, Home, airlock::conf
     std::fs::write(
         &path,
         format!(
-            "[source]\nplugin = \"{}\"\ncredential = \"{guid}\"\nauth = {{ aws_region = \"eu-west-1\", aws_service = \"glue\", allow_cleartext = true }}\n\n[source.options]\nendpoint = \"http://127.0.0.1:{port}\"\n\n[network]\nallow = [\"127.0.0.1:{port}\"]\n\n[sink]\nkind = \"local\"\ndir = \"out\"\n\n{extra}",
+            "[source]\nplugin = \"{}\"\ncredential = \"{guid}\"\nauth = {{ aws_region = \"eu-west-1\", aws_service = \"glue\", allow_cleartext = true }}\n\n[source.options]\nendpoint = \"http://127.0.0.1:{port}\"\n\n[network]\nallow = [{allow}]\n\n[sink]\nkind = \"local\"\ndir = \"out\"\n\n{extra}",
             plugin("glue").display()
         ),
     )
@@ -440,6 +463,46 @@ async fn large_responses_are_streamed_and_bounded() {
     assert!(
         text.contains("exceeds the limit of 1048576 bytes"),
         "{text}"
+    );
+    assert!(
+        ws.out_entries().iter().all(|e| e.starts_with('.')),
+        "nothing published"
+    );
+}
+
+/// An operation the allow entry does not list is refused before it is signed or sent: with
+/// only `GetDatabases` allowed, the first `GetTables` fails the run with a `denied` error
+/// naming the operation, and the server never sees it.
+#[tokio::test]
+async fn glue_operations_outside_the_allow_entry_are_refused_before_signing() {
+    let (port, seen) = paginating_glue(0);
+    let (ws, home, cfg) =
+        paginated_workflow_allowing(port, &glue_entry(port, &["AWSGlue.GetDatabases"]), "");
+    let err = run_in(&runtime(), &cfg, &home)
+        .await
+        .expect_err("GetTables is not allowed");
+    let text = err.to_string();
+    assert!(
+        text.contains("denied") && text.contains("X-Amz-Target AWSGlue.GetTables is not allowed"),
+        "{text}"
+    );
+    let heads = seen.lock().unwrap().clone();
+    assert!(!heads.is_empty(), "GetDatabases was sent");
+    assert!(
+        heads.iter().all(|h| h
+            .to_ascii_lowercase()
+            .contains("x-amz-target: awsglue.getdatabases")),
+        "{heads:?}"
+    );
+    let audit = home.inner().state().audit_entries(None, None).unwrap();
+    assert!(
+        audit.iter().any(|e| e.action == "network"
+            && e.outcome == "denied"
+            && e.destination.as_deref() == Some(format!("127.0.0.1:{port}").as_str())
+            && e.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("AWSGlue.GetTables"))),
+        "{audit:?}"
     );
     assert!(
         ws.out_entries().iter().all(|e| e.starts_with('.')),

@@ -877,13 +877,24 @@ async fn http_denied(
     allow: &[String],
     home: &Home,
 ) -> airlock::run::RunError {
+    http_denied_by(case, options, source, &with_network(allow), home).await
+}
+
+/// As [`http_denied`] with the `[network]` table written out (for table allow entries).
+async fn http_denied_by(
+    case: &mut Case,
+    options: &str,
+    source: &str,
+    network: &str,
+    home: &Home,
+) -> airlock::run::RunError {
     let rt = runtime();
     let ws = Workspace::new();
     let cfg = suite_config(
         &ws,
         source,
         &format!("mode = \"http-get\"\n{options}"),
-        &with_network(allow),
+        network,
     );
     let (result, _) = run_observed(&rt, &cfg, Some(home)).await;
     let err = result.expect_err("the request must be denied");
@@ -982,6 +993,210 @@ async fn http_open_through_a_name_resolving_to_loopback_is_denied() {
         server.requests().is_empty(),
         "no request reached the server"
     );
+}
+
+/// Asserts a `network` / `denied` audit entry for `destination` whose detail holds `needle`.
+fn assert_network_denial(home: &Home, destination: &str, needle: &str) {
+    let audit = home.inner().state().audit_entries(None, None).unwrap();
+    assert!(
+        audit.iter().any(|e| e.action == "network"
+            && e.outcome == "denied"
+            && e.destination.as_deref() == Some(destination)
+            && e.detail.as_deref().is_some_and(|d| d.contains(needle))),
+        "{audit:?}"
+    );
+}
+
+/// An authenticated client to a server whose allow entry is `entry` (TOML, with `{addr}` for
+/// the server's address) sends `options`; the request must be refused before it is sent,
+/// with `needle` in the error and the audit entry. The server sees nothing.
+async fn http_request_refused(case: &mut Case, entry: &str, options: &str, needle: &str) {
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    let server = TestServer::start_or_hang(|_| http_ok("tenant data"));
+    let addr = format!("127.0.0.1:{}", server.port);
+    let guid = token_credential(&home, std::slice::from_ref(&addr));
+    let network = format!("[network]\nallow = [{}]\n", entry.replace("{addr}", &addr));
+    let err = http_denied_by(
+        case,
+        &format!("base = \"http://{addr}/\"\ncredential = true\n{options}"),
+        &format!("credential = \"{guid}\"\nauth = {{ allow_cleartext = true }}"),
+        &network,
+        &home,
+    )
+    .await;
+    assert!(err.to_string().contains(needle), "{err}");
+    assert!(
+        server.requests().is_empty(),
+        "the server saw nothing: {:?}",
+        server.requests()
+    );
+    assert_network_denial(&home, &addr, needle);
+}
+
+const TENANT_A: &str = "{ dest = \"{addr}\", paths = [\"/api/tenant-a\"] }";
+
+#[tokio::test]
+async fn a_dot_segment_path_cannot_escape_its_allowed_prefix() {
+    let mut case = Case::new(
+        "a_dot_segment_path_cannot_escape_its_allowed_prefix",
+        file!(),
+        "with paths = [\"/api/tenant-a\"] allowed, sends an authenticated GET /api/tenant-a/../../admin/tenant-b",
+        "plugin-error (denied): the normalised path /admin/tenant-b is outside the allowed prefixes; nothing sent; audited",
+    );
+    http_request_refused(
+        &mut case,
+        TENANT_A,
+        "path = \"/api/tenant-a/../../admin/tenant-b\"",
+        "path /admin/tenant-b is outside the path prefixes",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_percent_encoded_dot_segment_path_cannot_escape_its_allowed_prefix() {
+    let mut case = Case::new(
+        "a_percent_encoded_dot_segment_path_cannot_escape_its_allowed_prefix",
+        file!(),
+        "with paths = [\"/api/tenant-a\"] allowed, sends GET /api/tenant-a/%2e%2e/%2E%2E/admin/tenant-b (dots the URL parser would resolve after the check)",
+        "plugin-error (denied): decoded and normalised to /admin/tenant-b, outside the allowed prefixes; nothing sent; audited",
+    );
+    http_request_refused(
+        &mut case,
+        TENANT_A,
+        "path = \"/api/tenant-a/%2e%2e/%2E%2E/admin/tenant-b\"",
+        "path /admin/tenant-b is outside the path prefixes",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_encoded_slash_in_a_path_is_refused() {
+    let mut case = Case::new(
+        "an_encoded_slash_in_a_path_is_refused",
+        file!(),
+        "with paths = [\"/api/tenant-a\"] allowed, sends GET /api/tenant-a/..%2f..%2fadmin%2ftenant-b (a server or proxy may decode %2F into a separator)",
+        "plugin-error (denied): the path holds an encoded slash; nothing sent; audited",
+    );
+    http_request_refused(
+        &mut case,
+        TENANT_A,
+        "path = \"/api/tenant-a/..%2f..%2fadmin%2ftenant-b\"",
+        "encoded slash",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_path_prefix_matches_whole_segments_only() {
+    let mut case = Case::new(
+        "a_path_prefix_matches_whole_segments_only",
+        file!(),
+        "with paths = [\"/api/tenant-a\"] allowed, sends GET /api/tenant-ab/secrets (a string-prefix match would pass it)",
+        "plugin-error (denied): /api/tenant-ab is not below /api/tenant-a; nothing sent; audited",
+    );
+    http_request_refused(
+        &mut case,
+        TENANT_A,
+        "path = \"/api/tenant-ab/secrets\"",
+        "path /api/tenant-ab/secrets is outside the path prefixes",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_method_outside_the_allow_entry_is_refused() {
+    let mut case = Case::new(
+        "a_method_outside_the_allow_entry_is_refused",
+        file!(),
+        "with methods = [\"GET\"] allowed, sends an authenticated DELETE",
+        "plugin-error (denied): method DELETE is not allowed; nothing sent; audited",
+    );
+    http_request_refused(
+        &mut case,
+        "{ dest = \"{addr}\", methods = [\"GET\"] }",
+        "method = \"DELETE\"\npath = \"/api/tenant-a\"",
+        "method DELETE is not allowed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_aws_operation_outside_the_allow_entry_is_refused() {
+    let mut case = Case::new(
+        "an_aws_operation_outside_the_allow_entry_is_refused",
+        file!(),
+        "with aws_targets = [\"AWSGlue.GetDatabases\", \"AWSGlue.GetTables\"] allowed, POSTs X-Amz-Target: AWSGlue.DeleteDatabase with the Glue credential",
+        "plugin-error (denied): X-Amz-Target AWSGlue.DeleteDatabase is not allowed; nothing sent (never signed); audited",
+    );
+    http_request_refused(
+        &mut case,
+        "{ dest = \"{addr}\", methods = [\"POST\"], paths = [\"/\"], aws_targets = [\"AWSGlue.GetDatabases\", \"AWSGlue.GetTables\"] }",
+        "method = \"POST\"\ntarget = \"AWSGlue.DeleteDatabase\"",
+        "X-Amz-Target AWSGlue.DeleteDatabase is not allowed",
+    )
+    .await;
+}
+
+/// `base` must be refused although `allow` contains its address, and `canary` stays untouched.
+async fn special_address_refused(case: &mut Case, canary: &Canary, base: &str, allow: &str) {
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    let err = http_denied(
+        case,
+        &format!("base = \"{base}\""),
+        "",
+        &[allow.to_string()],
+        &home,
+    )
+    .await;
+    assert!(err.to_string().contains("a loopback address"), "{err}");
+    assert!(!canary.touched(), "the loopback listener was reached");
+    let audit = home.inner().state().audit_entries(None, None).unwrap();
+    assert!(
+        audit.iter().any(|e| e.action == "network"
+            && e.outcome == "denied"
+            && e.detail.as_deref().is_some_and(|d| d.contains("loopback"))),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_catch_all_ipv4_network_does_not_admit_loopback() {
+    let mut case = Case::new(
+        "a_catch_all_ipv4_network_does_not_admit_loopback",
+        file!(),
+        "allow = [\"0.0.0.0/0:PORT\"] and http.open to http://127.0.0.1:PORT/ (a listener on loopback)",
+        "plugin-error (denied): loopback needs an entry naming it or a network inside 127.0.0.0/8; the listener is never touched; audited",
+    );
+    let canary = Canary::start();
+    let port = canary.port();
+    special_address_refused(
+        &mut case,
+        &canary,
+        &format!("http://127.0.0.1:{port}/"),
+        &format!("0.0.0.0/0:{port}"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_mapped_loopback_address_is_not_admitted_by_the_ipv6_catch_all() {
+    let mut case = Case::new(
+        "a_mapped_loopback_address_is_not_admitted_by_the_ipv6_catch_all",
+        file!(),
+        "allow = [\"::/0:PORT\"] and http.open to http://[::ffff:127.0.0.1]:PORT/ (IPv4-mapped loopback)",
+        "plugin-error (denied): checked as 127.0.0.1, a loopback address; the listener is never touched; audited",
+    );
+    let canary = Canary::start();
+    let port = canary.port();
+    special_address_refused(
+        &mut case,
+        &canary,
+        &format!("http://[::ffff:127.0.0.1]:{port}/"),
+        &format!("::/0:{port}"),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -487,3 +487,162 @@ async fn client_certificates_are_presented_only_to_their_bound_destinations() {
         );
     }
 }
+
+/// A client opened for `/api/tenant-a` with the credential cannot reach another tenant:
+/// dot segments (plain or percent-encoded) cannot climb out of the base path, encoded slashes
+/// are refused, and what is sent is the normalised path. Nothing forbidden reaches the server.
+#[tokio::test]
+async fn request_paths_stay_below_the_base_path() {
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    let server = TestServer::start(|_| ok("tenant-a"));
+    let port = server.port;
+    let guid = token_credential(&home, &[&format!("127.0.0.1:{port}")]);
+    let config = |path: &str| {
+        with_network(
+            &probe_toml(
+                &format!("http://127.0.0.1:{port}/api/tenant-a"),
+                &format!("credential = \"{guid}\"\nauth = {{ allow_cleartext = true }}"),
+            )
+            .replace(
+                "[source.options]\n",
+                &format!("[source.options]\ncredential = true\npath = \"{path}\"\n"),
+            ),
+            &[&format!("127.0.0.1:{port}")],
+        )
+    };
+    for (path, needle) in [
+        ("/../../admin/tenant-b", "climbs above the root"),
+        ("/%2e%2e/%2E%2E/admin/tenant-b", "climbs above the root"),
+        ("/..%2f..%2fadmin", "encoded slash"),
+        ("/x%5c..%5cadmin", "encoded backslash"),
+        ("/x%00", "encoded control character"),
+    ] {
+        let message = expect_denied(&ws, &home, config(path), needle).await;
+        assert!(message.contains("base path /api/tenant-a"), "{message}");
+    }
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+    assert!(
+        network_denials(&home)
+            .iter()
+            .filter(|(d, m)| d == &format!("127.0.0.1:{port}") && m.contains("request refused"))
+            .count()
+            == 5,
+        "{:?}",
+        network_denials(&home)
+    );
+
+    // Inside the base path, dots and encoded unreserved characters are resolved before the
+    // request is sent.
+    let path = ws.path().join("airlock.toml");
+    std::fs::write(&path, config("/x/../%76%31/./items")).unwrap();
+    let cfg = airlock::config::LoadedConfig::load(&path).unwrap();
+    run_in(&runtime(), &cfg, &home).await.expect("allowed");
+    let sent = server.requests();
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].starts_with("GET /api/tenant-a/v1/items "),
+        "{sent:?}"
+    );
+}
+
+/// A redirect the host follows is held to the same rules: on the client's own origin (where
+/// the credential is sent) it may not leave the base path, and its path is normalised and
+/// checked against the allow entry's prefixes on any origin.
+#[tokio::test]
+async fn redirects_are_normalised_and_kept_below_the_base_path_and_allowed_prefixes() {
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    let escape = TestServer::start(|head| {
+        if head.starts_with("GET /api/tenant-a/ ") {
+            redirect("/api/tenant-a/%2e%2e/tenant-b/secrets")
+        } else {
+            ok("should never be reached")
+        }
+    });
+    let port = escape.port;
+    let guid = token_credential(&home, &[&format!("127.0.0.1:{port}")]);
+    let text = with_network(
+        &probe_toml(
+            &format!("http://127.0.0.1:{port}/api/tenant-a/"),
+            &format!("credential = \"{guid}\"\nauth = {{ allow_cleartext = true }}"),
+        )
+        .replace(
+            "[source.options]\n",
+            "[source.options]\ncredential = true\n",
+        ),
+        &[&format!("127.0.0.1:{port}")],
+    );
+    expect_denied(
+        &ws,
+        &home,
+        text,
+        "outside the client's base path /api/tenant-a",
+    )
+    .await;
+    let sent = escape.requests();
+    assert_eq!(sent.len(), 1, "only the first hop was sent: {sent:?}");
+
+    // Another origin (no credential) whose allow entry restricts paths: a redirect to a
+    // path outside them is refused before it is sent.
+    let landing = TestServer::start(|_| ok("landed"));
+    let landing_port = landing.port;
+    let first = TestServer::start(move |_| {
+        redirect(&format!(
+            "http://127.0.0.1:{landing_port}/public/../private/x"
+        ))
+    });
+    let text = format!(
+        "{}\n[network]\nallow = [\"127.0.0.1:{}\", {{ dest = \"127.0.0.1:{landing_port}\", paths = [\"/public\"] }}]\n",
+        probe_toml(&format!("http://127.0.0.1:{}/", first.port), ""),
+        first.port
+    );
+    expect_denied(
+        &ws,
+        &home,
+        text,
+        "path /private/x is outside the path prefixes",
+    )
+    .await;
+    assert_eq!(first.requests().len(), 1);
+    assert!(landing.requests().is_empty(), "{:?}", landing.requests());
+    assert!(
+        network_denials(&home).iter().any(
+            |(d, m)| d == &format!("127.0.0.1:{landing_port}") && m.contains("redirect denied")
+        ),
+        "{:?}",
+        network_denials(&home)
+    );
+}
+
+/// A table entry's methods are enforced on the plugin's requests (http-probe sends GET).
+#[tokio::test]
+async fn a_table_entry_refuses_methods_it_does_not_list() {
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    let server = TestServer::start(|_| ok("x"));
+    let port = server.port;
+    let text = format!(
+        "{}\n[network]\nallow = [{{ dest = \"127.0.0.1:{port}\", methods = [\"POST\"] }}]\n",
+        probe_toml(&format!("http://127.0.0.1:{port}/"), "")
+    );
+    expect_denied(&ws, &home, text, "method GET is not allowed").await;
+    assert!(server.requests().is_empty());
+    assert!(
+        network_denials(&home)
+            .iter()
+            .any(|(d, m)| d == &format!("127.0.0.1:{port}") && m.contains("method GET")),
+        "{:?}",
+        network_denials(&home)
+    );
+    // GET listed: the same request goes through.
+    let text = format!(
+        "{}\n[network]\nallow = [{{ dest = \"127.0.0.1:{port}\", methods = [\"GET\", \"HEAD\"], paths = [\"/\"] }}]\n",
+        probe_toml(&format!("http://127.0.0.1:{port}/"), "")
+    );
+    let path = ws.path().join("airlock.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = airlock::config::LoadedConfig::load(&path).unwrap();
+    run_in(&runtime(), &cfg, &home).await.expect("allowed");
+    assert_eq!(server.requests().len(), 1);
+}

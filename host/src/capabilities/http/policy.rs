@@ -276,7 +276,8 @@ impl NetworkPolicy {
             Ok(())
         } else {
             Err(format!(
-                "{host}:{port} is not allowed by the workflow's [network] allow list"
+                "{} is not allowed by the workflow's [network] allow list",
+                address(&host, port)
             ))
         }
     }
@@ -306,7 +307,8 @@ impl NetworkPolicy {
         }
         if let Some(range) = special {
             return Err(format!(
-                "{host}:{port} resolves to {ip}, a {} address; such addresses are denied unless [network] allow names the address itself or a network inside {}",
+                "{} resolves to {ip}, a {} address; such addresses are denied unless [network] allow names the address itself or a network inside {}",
+                address(&host, port),
                 range.name(),
                 range.cidr()
             ));
@@ -319,7 +321,8 @@ impl NetworkPolicy {
             Ok(())
         } else {
             Err(format!(
-                "{host}:{port} ({ip}) is not allowed by the workflow's [network] allow list"
+                "{} ({ip}) is not allowed by the workflow's [network] allow list",
+                address(&host, port)
             ))
         }
     }
@@ -339,11 +342,7 @@ impl NetworkPolicy {
             .trim_end_matches(']')
             .to_ascii_lowercase();
         let ip = host.parse::<IpAddr>().ok();
-        let destination = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
+        let destination = address(&host, port);
         let refuse = |message: String, audit: String| RequestRefusal { message, audit };
         let entries: Vec<&HttpLimits> = self
             .rules
@@ -438,6 +437,15 @@ impl NetworkPolicy {
             }
         };
         Err(refuse(message, audit))
+    }
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+fn address(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 

@@ -58,7 +58,8 @@ fn deep(n: u64) -> u64 {
     deep(std::hint::black_box(n) - 1).wrapping_add(n)
 }
 
-/// The body of a GET through the host's HTTP capability, with the workflow's credential.
+/// The body of a request (`method`, default GET; `target` sets `X-Amz-Target`) through the
+/// host's HTTP capability, with the workflow's credential.
 fn fetch(o: &Value) -> Result<String, Error> {
     let cred = if o["credential"].as_bool().unwrap_or(false) {
         Some(raw_cred::get("source")?)
@@ -70,10 +71,18 @@ fn fetch(o: &Value) -> Result<String, Error> {
         "" => "/",
         p => p,
     };
+    let method = match opt_str(o, "method") {
+        "" => "GET",
+        m => m,
+    };
+    let headers = match opt_str(o, "target") {
+        "" => Vec::new(),
+        t => vec![("x-amz-target".to_string(), t.to_string())],
+    };
     let resp = client.send(&raw_http::Request {
-        method: "GET".into(),
+        method: method.into(),
         path_and_query: path.into(),
-        headers: Vec::new(),
+        headers,
         body: vec![0; opt_u64(o, "body_bytes", 0) as usize],
     })?;
     Ok(format!(
