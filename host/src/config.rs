@@ -68,6 +68,9 @@ pub struct SourceConfig {
     /// Defaults to the directory of `database`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_dirs: Option<Vec<String>>,
+    /// What the plugin may read through SQL beyond the catalog (`allow_relations`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<crate::capabilities::sql::SqlAccessConfig>,
     /// Plugin-specific options, passed to the plugin unchanged.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, serde_json::Value>,

@@ -269,6 +269,15 @@ pub fn resolve_plugin(
 
 /// The SQL policy of a config: allowed SQLite directories default to the database's directory.
 fn sql_policy(cfg: &LoadedConfig, limits: &Limits) -> Result<SqlPolicy, RunError> {
+    let grants = crate::capabilities::sql::guard::DataGrants::new(
+        cfg.config
+            .source
+            .sql
+            .as_ref()
+            .map(|s| s.allow_relations.as_slice())
+            .unwrap_or_default(),
+    )
+    .map_err(|e| RunError::Config(ConfigError::Invalid(e)))?;
     let dirs: Vec<PathBuf> = match &cfg.config.source.allowed_dirs {
         Some(dirs) => dirs.iter().map(|d| cfg.resolve(d)).collect(),
         None => match &cfg.config.source.database {
@@ -280,6 +289,13 @@ fn sql_policy(cfg: &LoadedConfig, limits: &Limits) -> Result<SqlPolicy, RunError
                 .collect(),
             None => Vec::new(),
         },
+    };
+    // Only a SQLite workflow (no network endpoint) gets file access: a network engine's
+    // `database` is a name, never a path next to the config.
+    let dirs = if cfg.config.source.endpoint.is_some() {
+        Vec::new()
+    } else {
+        dirs
     };
     let mut sqlite_dirs = Vec::new();
     for d in dirs {
@@ -297,7 +313,31 @@ fn sql_policy(cfg: &LoadedConfig, limits: &Limits) -> Result<SqlPolicy, RunError
         query_timeout: Duration::from_secs(limits.query_timeout_s),
         result_bytes: limits.max_output_mb.saturating_mul(1 << 20).min(256 << 20) as usize,
         call_bytes: limits.call_bytes,
+        grants,
+        audit: None,
     })
+}
+
+/// A workflow that grants data relations needs a plugin that declares `sql_data_access` (so
+/// its approval at `plugin install` showed it); anything else is a configuration error.
+fn check_data_access(cfg: &LoadedConfig, sql: &SqlPolicy, wasm: &[u8]) -> Result<(), RunError> {
+    if sql.grants.is_empty() {
+        return Ok(());
+    }
+    let declared = crate::plugins::inspect::Capabilities::read(wasm)
+        .ok()
+        .and_then(|c| c.declared)
+        .is_some_and(|d| d.sql_data_access);
+    if declared {
+        Ok(())
+    } else {
+        Err(RunError::Config(ConfigError::Invalid(format!(
+            "source.sql.allow_relations grants data relations, but plugin `{}` does not declare \
+             `sql_data_access` in its capabilities; a metadata connector reads only the catalog \
+             (remove the grant, or use a plugin built to read data)",
+            cfg.config.source.plugin
+        ))))
+    }
 }
 
 /// The JSON the plugin receives: the `[source]` table without host-only keys.
@@ -539,7 +579,7 @@ async fn run_inner(
     let limits = config.limits.clone();
     let policy = FilterPolicy::compile_for(&config.filters, &config.source.plugin)
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    let sql = sql_policy(cfg, &limits)?;
+    let mut sql = sql_policy(cfg, &limits)?;
 
     observer.phase(Phase::Loading);
     let plugin_path = resolve_plugin(&config.source.plugin, &cfg.base_dir, plugins)?;
@@ -561,6 +601,7 @@ async fn run_inner(
             Some(&hex::encode(Sha256::digest(&wasm))),
         ),
     )?;
+    check_data_access(cfg, &sql, &wasm)?;
     let plugin = runtime.load_plugin_bytes(&plugin_path, &wasm)?;
     drop(wasm);
     tracing::debug!(
@@ -575,6 +616,7 @@ async fn run_inner(
         cfg.workflow_id.as_deref(),
         Some(&plugin.sha256),
     );
+    sql.audit = Some(audit.clone());
     let scanner = Arc::new(OutboundScanner::new());
     let hash_keys = resolve_hash_keys(&policy, home, &audit, &scanner).await?;
     let (slots, login) = credentials_for(cfg, &limits, home, audit.clone(), &scanner)?;
@@ -967,6 +1009,8 @@ pub async fn describe_file(runtime: &Runtime, file: &Path) -> PluginListing {
             query_timeout: Duration::from_secs(1),
             result_bytes: 1 << 20,
             call_bytes: limits.call_bytes,
+            grants: Default::default(),
+            audit: None,
         },
         CredentialSlots::default(),
         None,

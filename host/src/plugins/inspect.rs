@@ -35,6 +35,11 @@ pub struct Declared {
     /// `host:port` patterns or URL prefixes the plugin wants to reach through the host.
     #[serde(default)]
     pub destinations: Vec<String>,
+    /// The plugin reads data relations (business tables) a workflow grants with
+    /// `[source.sql] allow_relations`, e.g. to profile or sample; a metadata connector
+    /// does not. Shown at `plugin install` for approval.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sql_data_access: bool,
     /// The airlock-sdk version that wrote the section.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sdk: Option<String>,
@@ -159,6 +164,10 @@ impl Capabilities {
                 .filter(|d| !approved.destinations().contains(d))
                 .map(|d| format!("destination {d}")),
         );
+        let wants_data = |c: &Capabilities| c.declared.as_ref().is_some_and(|d| d.sql_data_access);
+        if wants_data(self) && !wants_data(approved) {
+            out.push("sql data access".to_string());
+        }
         out
     }
 
@@ -192,6 +201,12 @@ impl Capabilities {
         for i in other {
             lines.push(format!("{i}: an import this host does not provide"));
         }
+        if self.declared.as_ref().is_some_and(|d| d.sql_data_access) {
+            lines.push(
+                "sql data access: read business tables the workflow grants ([source.sql] allow_relations), not only the catalog"
+                    .to_string(),
+            );
+        }
         for d in self.destinations() {
             lines.push(format!("destination {d} (declared by the plugin)"));
         }
@@ -218,6 +233,7 @@ fn merge_section(into: &mut Option<Declared>, data: &[u8]) -> Result<(), Inspect
                 merged.destinations.push(dest);
             }
         }
+        merged.sql_data_access |= d.sql_data_access;
         merged.sdk = merged.sdk.take().or(d.sdk);
         merged.wit = merged.wit.take().or(d.wit);
     }

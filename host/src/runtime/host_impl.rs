@@ -61,6 +61,7 @@ macro_rules! shared_host_impl {
                 SqlError::Unavailable(m) => types::Error::Unavailable(m),
                 SqlError::Source(m) => types::Error::Source(m),
                 SqlError::Limit(m) => types::Error::Limit(m),
+                SqlError::Refused(r) => types::Error::Denied(r.to_string()),
             }
         }
 
@@ -102,7 +103,7 @@ macro_rules! shared_host_impl {
                             Ok(p) => p,
                             Err(e) => return Ok(Err(wit_error(e))),
                         };
-                        match crate::capabilities::sql::sqlite::SqliteDb::open(&path) {
+                        match crate::capabilities::sql::sqlite::SqliteDb::open(&path, &self.sql.grants) {
                             Ok(db) => SqlConnection::Sqlite(db),
                             Err(e) => return Ok(Err(wit_error(e))),
                         }

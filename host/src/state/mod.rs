@@ -472,6 +472,15 @@ pub struct RunAudit {
     plugin_sha256: Option<String>,
 }
 
+impl std::fmt::Debug for RunAudit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunAudit")
+            .field("run_id", &self.run_id)
+            .field("workflow_id", &self.workflow_id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RunAudit {
     /// An audit context for `run_id`.
     pub fn new(

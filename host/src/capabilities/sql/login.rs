@@ -56,6 +56,14 @@ pub struct SqlLogin {
 }
 
 impl SqlLogin {
+    /// The one database the workflow declares by name, if it declares exactly one.
+    fn declared_database(&self) -> Option<&str> {
+        match self.databases.as_slice() {
+            [one] if one != "*" => Some(one.as_str()),
+            _ => None,
+        }
+    }
+
     /// Opens a connection for `binding` to `address` / `database`.
     pub async fn open(
         &self,
@@ -95,6 +103,21 @@ impl SqlLogin {
                 binding.record.destinations.join(", ")
             )));
         }
+        // PostgreSQL always connects to one database: without one named, the workflow's
+        // single declared database, never a database the workflow did not declare.
+        let database = match (database, driver) {
+            (None, NetworkDriver::Postgres) => match self.declared_database() {
+                Some(db) => Some(db),
+                None => {
+                    return Err(deny(
+                        "sql.open without a database: the workflow declares no single \
+                         database (source.database); name the database to open"
+                            .into(),
+                    ))
+                }
+            },
+            (database, _) => database,
+        };
         if let Some(db) = database {
             let any = self.databases.iter().any(|d| d == "*");
             if !any && !self.databases.iter().any(|d| d == db) {
@@ -182,9 +205,14 @@ impl SqlLogin {
                 connect_timeout: self.connect_timeout,
             };
             let result = match driver {
-                NetworkDriver::Postgres => super::postgres::PgDb::connect(&params)
-                    .await
-                    .map(SqlConnection::Postgres),
+                NetworkDriver::Postgres => {
+                    super::postgres::PgDb::connect(&params).await.map(|db| {
+                        SqlConnection::Postgres {
+                            db,
+                            database: params.database.clone().unwrap_or_default(),
+                        }
+                    })
+                }
                 NetworkDriver::Mysql => super::mysql::MysqlDb::connect(&params)
                     .await
                     .map(SqlConnection::Mysql),
@@ -235,6 +263,7 @@ pub fn redact_error(e: SqlError) -> SqlError {
         SqlError::Unavailable(m) => SqlError::Unavailable(r.redact(&m).into_owned()),
         SqlError::Source(m) => SqlError::Source(r.redact(&m).into_owned()),
         SqlError::Limit(m) => SqlError::Limit(r.redact(&m).into_owned()),
+        SqlError::Refused(refusal) => SqlError::Refused(refusal),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `sql` capability: connections the host opens for a plugin, checked against the workflow.
 
+pub mod guard;
 pub mod login;
 pub mod mysql;
 pub mod postgres;
@@ -9,6 +10,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use guard::{DataGrants, Refusal};
 use sqlite::SqliteDb;
 
 /// A SQL value, independent of WIT versions.
@@ -53,6 +55,22 @@ pub enum SqlError {
     Source(String),
     #[error("{0}")]
     Limit(String),
+    /// The statement guard refused the statement before it reached the server.
+    #[error("{0}")]
+    Refused(Refusal),
+}
+
+/// The `[source.sql]` table: what a workflow lets its plugin read through SQL beyond the
+/// catalog.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlAccessConfig {
+    /// Data relations the plugin may read, as `database.schema.relation` patterns (`*` within
+    /// a segment). Empty (the default): only the engine's catalog. Takes effect only for a
+    /// plugin that declares `sql_data_access` in its capabilities, which `plugin install`
+    /// shows for approval.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_relations: Vec<String>,
 }
 
 /// Which engines and files a run may reach through `sql.open`.
@@ -68,6 +86,10 @@ pub struct SqlPolicy {
     pub result_bytes: usize,
     /// Maximum bytes of one row batch handed to the plugin.
     pub call_bytes: usize,
+    /// Data relations the workflow grants; none by default.
+    pub grants: DataGrants,
+    /// Where refusals of the statement guard are audited.
+    pub audit: Option<crate::state::RunAudit>,
 }
 
 /// A connection resource as the plugin holds it.
@@ -75,8 +97,11 @@ pub enum SqlConnection {
     Sqlite(SqliteDb),
     /// A MySQL or MariaDB session (rows are streamed).
     Mysql(mysql::MysqlDb),
-    /// A PostgreSQL session (rows are streamed).
-    Postgres(postgres::PgDb),
+    /// A PostgreSQL session (rows are streamed), connected to `database`.
+    Postgres {
+        db: postgres::PgDb,
+        database: String,
+    },
 }
 
 /// How a network driver protects the connection (libpq's `sslmode` names).
@@ -222,6 +247,26 @@ impl SqlPolicy {
         }
         Ok(())
     }
+
+    /// Records a refusal of the statement guard in the audit log: the engine, the kind and
+    /// the object refused, never the statement's literal values.
+    pub fn audit_refusal(&self, engine: &str, refusal: &Refusal) {
+        if let Some(audit) = &self.audit {
+            audit.record(
+                "sql-refused",
+                refusal.kind.as_str(),
+                None,
+                Some(engine),
+                Some(&refusal.object),
+            );
+        }
+        tracing::warn!(
+            engine,
+            kind = refusal.kind.as_str(),
+            object = %refusal.object,
+            "the SQL guard refused a plugin statement"
+        );
+    }
 }
 
 /// Resolves `.` and `..` without touching the file system.
@@ -249,16 +294,31 @@ impl SqlConnection {
         params: Vec<DbValue>,
     ) -> Result<SqlRows, SqlError> {
         policy.check_statement(&statement)?;
+        // The guard runs before anything reaches a server; the network drivers get the
+        // statement re-rendered from the checked parse tree, never the plugin's text.
+        let refused = |engine: &str, refusal: Refusal| {
+            policy.audit_refusal(engine, &refusal);
+            SqlError::Refused(refusal)
+        };
         let result = match self {
             SqlConnection::Mysql(db) => {
-                return db.query(statement, params, policy.query_timeout).await;
+                let checked = guard::mysql::check(&statement, &policy.grants)
+                    .map_err(|r| refused("mysql", r))?;
+                return db.query(checked, params, policy.query_timeout).await;
             }
-            SqlConnection::Postgres(db) => {
-                return db.query(statement, params, policy.query_timeout).await;
+            SqlConnection::Postgres { db, database } => {
+                let checked = guard::postgres::check(&statement, database, &policy.grants)
+                    .map_err(|r| refused("postgres", r))?;
+                return db.query(checked, params, policy.query_timeout).await;
             }
             SqlConnection::Sqlite(db) => {
-                db.query(statement, params, policy.query_timeout, policy.result_bytes)
-                    .await?
+                match db
+                    .query(statement, params, policy.query_timeout, policy.result_bytes)
+                    .await
+                {
+                    Err(SqlError::Refused(r)) => return Err(refused("sqlite", r)),
+                    other => other?,
+                }
             }
         };
         Ok(SqlRows::buffered(result.columns, result.rows))

@@ -591,6 +591,7 @@ fn scrub(e: SqlError, params: &ConnectParams) -> SqlError {
         SqlError::Unavailable(m) => SqlError::Unavailable(clean(m)),
         SqlError::Source(m) => SqlError::Source(clean(m)),
         SqlError::Limit(m) => SqlError::Limit(clean(m)),
+        SqlError::Refused(r) => SqlError::Refused(r),
     }
 }
 

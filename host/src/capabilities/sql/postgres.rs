@@ -558,6 +558,7 @@ fn scrub(e: SqlError, secret: &str) -> SqlError {
         SqlError::Unavailable(m) => SqlError::Unavailable(fix(m)),
         SqlError::Source(m) => SqlError::Source(fix(m)),
         SqlError::Limit(m) => SqlError::Limit(fix(m)),
+        SqlError::Refused(r) => SqlError::Refused(r),
     }
 }
 

@@ -4,6 +4,12 @@
 //! attached databases, an authorizer that allows only reads (so `ATTACH`, `VACUUM INTO` and
 //! write pragmas cannot touch other files), a cap on value sizes, and a progress handler that
 //! interrupts a statement at its timeout (an endless recursive CTE cannot pin a host thread).
+//!
+//! The authorizer is also SQLite's statement guard, run by SQLite's own parser on every name a
+//! statement touches (views are expanded, so a view over a business table is a read of that
+//! table): reads pass only on the catalog (`sqlite_schema` and the schema `pragma_*` table
+//! functions) or on tables the workflow grants (`[source.sql] allow_relations`, named
+//! `<file stem>.main.<table>`), and functions pass only from an allow-list.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -14,6 +20,7 @@ use rusqlite::limits::Limit;
 use rusqlite::types::ValueRef;
 use rusqlite::OpenFlags;
 
+use super::guard::{DataGrants, Refusal, RefusalKind};
 use super::{DbValue, QueryResult, SqlError};
 
 /// Largest string or blob a statement may produce.
@@ -42,15 +49,158 @@ const READ_PRAGMAS: &[&str] = &[
     "freelist_count",
 ];
 
+/// Catalog relations every plugin may read (the schema itself and the eponymous virtual
+/// tables of the reading pragmas).
+const CATALOG_RELATIONS: &[&str] = &["sqlite_schema", "sqlite_master"];
+
+/// Functions a statement may call: string, JSON and aggregate builders, and what `LIKE` /
+/// `GLOB` run as. Anything else (`load_extension`, `fts3_tokenizer`, `zeroblob`,
+/// `randomblob`, ...) is refused.
+const ALLOWED_FUNCTIONS: &[&str] = &[
+    "like",
+    "glob",
+    "lower",
+    "upper",
+    "length",
+    "substr",
+    "substring",
+    "instr",
+    "replace",
+    "trim",
+    "ltrim",
+    "rtrim",
+    "coalesce",
+    "ifnull",
+    "nullif",
+    "iif",
+    "typeof",
+    "quote",
+    "printf",
+    "format",
+    "count",
+    "min",
+    "max",
+    "sum",
+    "total",
+    "group_concat",
+    "string_agg",
+    "json",
+    "json_array",
+    "json_object",
+    "json_group_array",
+    "json_group_object",
+    "json_quote",
+    "sqlite_version",
+    "row_number",
+];
+
+/// What the authorizer allows beyond the catalog, and what it refused last.
+struct SqliteGuard {
+    /// The logical database name grants use: the file name without its extension.
+    database: String,
+    grants: DataGrants,
+    /// The first refusal of the statement being prepared.
+    refused: Mutex<Option<Refusal>>,
+}
+
+impl SqliteGuard {
+    fn refuse(&self, refusal: Refusal) -> Authorization {
+        if let Ok(mut slot) = self.refused.lock() {
+            slot.get_or_insert(refusal);
+        }
+        Authorization::Deny
+    }
+
+    fn take_refusal(&self) -> Option<Refusal> {
+        self.refused.lock().ok().and_then(|mut slot| slot.take())
+    }
+
+    fn authorize(&self, ctx: AuthContext<'_>) -> Authorization {
+        match ctx.action {
+            AuthAction::Select | AuthAction::Recursive => Authorization::Allow,
+            AuthAction::Read { table_name, .. } => {
+                let name = table_name.to_ascii_lowercase();
+                let schema = ctx.database_name.unwrap_or("main");
+                let catalog = CATALOG_RELATIONS.contains(&name.as_str())
+                    || name
+                        .strip_prefix("pragma_")
+                        .is_some_and(|p| READ_PRAGMAS.contains(&p));
+                if catalog || self.grants.allows(&self.database, schema, table_name) {
+                    Authorization::Allow
+                } else {
+                    self.refuse(Refusal::new(
+                        RefusalKind::Relation,
+                        format!("{schema}.{table_name}"),
+                        format!(
+                            "only the catalog (sqlite_schema, pragma_* functions) may be read;                              to read this table add `{}.{schema}.{table_name}` to                              [source.sql] allow_relations",
+                            self.database
+                        ),
+                    ))
+                }
+            }
+            AuthAction::Function { function_name } => {
+                let name = function_name.to_ascii_lowercase();
+                if ALLOWED_FUNCTIONS.contains(&name.as_str()) {
+                    Authorization::Allow
+                } else {
+                    self.refuse(Refusal::new(
+                        RefusalKind::Function,
+                        name,
+                        "the function is not on the catalog allow-list",
+                    ))
+                }
+            }
+            AuthAction::Pragma {
+                pragma_name,
+                pragma_value,
+            } => {
+                let name = pragma_name.to_ascii_lowercase();
+                let takes_argument = matches!(
+                    name.as_str(),
+                    "table_info"
+                        | "table_xinfo"
+                        | "index_list"
+                        | "index_info"
+                        | "index_xinfo"
+                        | "foreign_key_list"
+                        | "table_list"
+                );
+                if READ_PRAGMAS.contains(&name.as_str())
+                    && (pragma_value.is_none() || takes_argument)
+                {
+                    Authorization::Allow
+                } else {
+                    self.refuse(Refusal::new(
+                        RefusalKind::NotARead,
+                        format!("PRAGMA {name}"),
+                        "only schema-reading pragmas are allowed",
+                    ))
+                }
+            }
+            other => self.refuse(Refusal::new(
+                RefusalKind::NotARead,
+                format!("{other:?}")
+                    .split([' ', '{', '('])
+                    .next()
+                    .unwrap_or("statement")
+                    .to_string(),
+                "only read queries over the catalog are allowed",
+            )),
+        }
+    }
+}
+
 /// An open read-only SQLite database.
 pub struct SqliteDb {
     conn: Arc<Mutex<rusqlite::Connection>>,
     stop_at: Arc<Mutex<Option<Instant>>>,
+    guard: Arc<SqliteGuard>,
 }
 
 impl SqliteDb {
-    /// Opens `path` read-only. The caller has already checked the path is allowed.
-    pub fn open(path: &Path) -> Result<Self, SqlError> {
+    /// Opens `path` read-only. The caller has already checked the path is allowed. `grants`
+    /// are the data tables the workflow lets the plugin read, named `<file stem>.main.<table>`.
+    pub fn open(path: &Path, grants: &DataGrants) -> Result<Self, SqlError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(|e| {
             SqlError::Unavailable(format!(
@@ -60,7 +210,16 @@ impl SqliteDb {
         })?;
         conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0);
         conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES);
-        conn.authorizer(Some(authorize));
+        let guard = Arc::new(SqliteGuard {
+            database: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            grants: grants.clone(),
+            refused: Mutex::new(None),
+        });
+        let authorizer = guard.clone();
+        conn.authorizer(Some(move |ctx: AuthContext<'_>| authorizer.authorize(ctx)));
         let stop_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
         let handler_stop = stop_at.clone();
         conn.progress_handler(
@@ -81,9 +240,12 @@ impl SqliteDb {
                     path.display()
                 ))
             })?;
+        // The check above ran through the guard; forget what it saw.
+        guard.take_refusal();
         Ok(SqliteDb {
             conn: Arc::new(Mutex::new(conn)),
             stop_at,
+            guard,
         })
     }
 
@@ -97,6 +259,7 @@ impl SqliteDb {
     ) -> Result<QueryResult, SqlError> {
         let conn = self.conn.clone();
         let stop_at = self.stop_at.clone();
+        let guard = self.guard.clone();
         let task = tokio::task::spawn_blocking(move || {
             let conn = conn
                 .lock()
@@ -104,11 +267,16 @@ impl SqliteDb {
             if let Ok(mut s) = stop_at.lock() {
                 *s = Some(Instant::now() + timeout);
             }
+            guard.take_refusal();
             let result = run(&conn, &statement, &params, max_bytes, timeout);
             if let Ok(mut s) = stop_at.lock() {
                 *s = None;
             }
-            result
+            // A statement the authorizer refused reports what it refused, typed.
+            match (result, guard.take_refusal()) {
+                (Err(_), Some(refusal)) => Err(SqlError::Refused(refusal)),
+                (result, _) => result,
+            }
         });
         task.await
             .map_err(|e| SqlError::Unavailable(format!("query task failed: {e}")))?
@@ -185,43 +353,6 @@ fn run(
         out.push(values);
     }
     Ok(QueryResult { columns, rows: out })
-}
-
-fn authorize(ctx: AuthContext<'_>) -> Authorization {
-    match ctx.action {
-        AuthAction::Select | AuthAction::Read { .. } | AuthAction::Recursive => {
-            Authorization::Allow
-        }
-        AuthAction::Function { function_name } => {
-            if function_name.eq_ignore_ascii_case("load_extension") {
-                Authorization::Deny
-            } else {
-                Authorization::Allow
-            }
-        }
-        AuthAction::Pragma {
-            pragma_name,
-            pragma_value,
-        } => {
-            let name = pragma_name.to_ascii_lowercase();
-            let takes_argument = matches!(
-                name.as_str(),
-                "table_info"
-                    | "table_xinfo"
-                    | "index_list"
-                    | "index_info"
-                    | "index_xinfo"
-                    | "foreign_key_list"
-                    | "table_list"
-            );
-            if READ_PRAGMAS.contains(&name.as_str()) && (pragma_value.is_none() || takes_argument) {
-                Authorization::Allow
-            } else {
-                Authorization::Deny
-            }
-        }
-        _ => Authorization::Deny,
-    }
 }
 
 fn to_sqlite(v: &DbValue) -> rusqlite::types::Value {
