@@ -20,16 +20,24 @@ pub struct MariaDb {
 impl MariaDb {
     /// Starts a server without TLS.
     pub fn start() -> MariaDb {
-        Self::launch(None)
+        Self::launch(None, false)
+    }
+
+    /// Like [`MariaDb::start`], with the general query log on (`general_log = 1`, to a file in
+    /// the server's directory) and, when installed, the `server_audit` plugin logging every
+    /// query: every statement the server receives, so a test can prove a statement never
+    /// reached it. See [`MariaDb::general_log`] and [`MariaDb::audit_log`].
+    pub fn start_with_general_log() -> MariaDb {
+        Self::launch(None, true)
     }
 
     /// Starts a server whose TLS certificate is `cert_pem` (with `key_pem`), issued by
     /// `ca_pem`.
     pub fn start_tls(ca_pem: &str, cert_pem: &str, key_pem: &str) -> MariaDb {
-        Self::launch(Some((ca_pem, cert_pem, key_pem)))
+        Self::launch(Some((ca_pem, cert_pem, key_pem)), false)
     }
 
-    fn launch(tls: Option<(&str, &str, &str)>) -> MariaDb {
+    fn launch(tls: Option<(&str, &str, &str)>, general_log: bool) -> MariaDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         // A private tmpdir: concurrent bootstraps sharing /tmp trip over each other's
@@ -77,6 +85,28 @@ impl MariaDb {
                 "--character-set-server=utf8mb4",
                 "--collation-server=utf8mb4_unicode_ci",
             ]);
+        if general_log {
+            cmd.arg("--general-log=1").arg(format!(
+                "--general-log-file={}",
+                dir.path().join("general.log").display()
+            ));
+            // The general log leaves out a prepared statement whose prepare fails (a missing
+            // privilege, an unknown column); the audit plugin logs every statement with its
+            // result code. One file, never rotated, statements not shortened.
+            if Path::new("/usr/lib/mysql/plugin/server_audit.so").is_file() {
+                cmd.args([
+                    "--plugin-load-add=server_audit",
+                    "--server-audit-logging=ON",
+                    "--server-audit-events=QUERY",
+                    "--server-audit-file-rotate-size=1073741824",
+                    "--server-audit-query-log-limit=1048576",
+                ])
+                .arg(format!(
+                    "--server-audit-file-path={}",
+                    dir.path().join("audit.log").display()
+                ));
+            }
+        }
         if let Some((ca, cert, key)) = tls {
             for (name, pem) in [
                 ("ca.pem", ca),
@@ -128,6 +158,25 @@ impl MariaDb {
     /// The server's error log (for failure messages).
     pub fn error_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+
+    /// The general query log so far (empty unless started with
+    /// [`MariaDb::start_with_general_log`]): one entry per statement the server received.
+    pub fn general_log(&self) -> String {
+        String::from_utf8_lossy(
+            &std::fs::read(self.dir.path().join("general.log")).unwrap_or_default(),
+        )
+        .into_owned()
+    }
+
+    /// The audit plugin's log so far (started by [`MariaDb::start_with_general_log`] when
+    /// the `server_audit` plugin is installed): every statement, also those the server refused
+    /// while preparing them, which the general log leaves out.
+    pub fn audit_log(&self) -> String {
+        String::from_utf8_lossy(
+            &std::fs::read(self.dir.path().join("audit.log")).unwrap_or_default(),
+        )
+        .into_owned()
     }
 
     /// The TCP port on 127.0.0.1.

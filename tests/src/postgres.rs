@@ -24,16 +24,24 @@ impl PgCluster {
     /// Starts a cluster that accepts password (SCRAM-SHA-256) logins over plain TCP and TLS
     /// is off.
     pub fn start() -> PgCluster {
-        Self::launch(None)
+        Self::launch(None, "")
+    }
+
+    /// Like [`PgCluster::start`], and the server logs every statement it receives
+    /// (`log_statement = 'all'`, to the stderr log of [`PgCluster::log_path`]; no logging
+    /// collector), so a test can prove a statement never reached it: see
+    /// [`PgCluster::log_text`].
+    pub fn start_logging_statements() -> PgCluster {
+        Self::launch(None, "log_statement = 'all'\nlogging_collector = off\n")
     }
 
     /// Starts a cluster with TLS on (`cert_pem` / `key_pem`) that refuses every TCP login
     /// without TLS.
     pub fn start_tls(cert_pem: &str, key_pem: &str) -> PgCluster {
-        Self::launch(Some((cert_pem, key_pem)))
+        Self::launch(Some((cert_pem, key_pem)), "")
     }
 
-    fn launch(tls: Option<(&str, &str)>) -> PgCluster {
+    fn launch(tls: Option<(&str, &str)>, extra_conf: &str) -> PgCluster {
         let bin = bin_dir();
         let owner = server_owner();
         let dir = tempfile::tempdir().expect("temp dir");
@@ -79,6 +87,7 @@ impl PgCluster {
              shared_buffers = '16MB'\n\
              log_min_messages = warning\n",
         );
+        conf.push_str(extra_conf);
         conf.push_str(&format!(
             "unix_socket_directories = '{}'\n",
             dir.path().display()
@@ -201,6 +210,12 @@ impl PgCluster {
     /// The server's log file (stderr of the postmaster).
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("server.log")
+    }
+
+    /// The server's log so far (with [`PgCluster::start_logging_statements`], every statement
+    /// it received, as `LOG:  statement: ...` lines).
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.log_path()).unwrap_or_default()).into_owned()
     }
 
     /// Runs a query whose single result is a JSON value (e.g. `SELECT json_agg(...)`).

@@ -1,7 +1,8 @@
 //! Hostile plugin with many faces: `[source.options] mode = "..."` picks one attack on the
 //! host (see `extract`). Probing modes report what they got as the attributes of the database
 //! asset `probe` (`result`: `granted: ...` or `denied: ...`); attacking modes either run into a
-//! host limit or return the host's refusal unchanged as the plugin's error.
+//! host limit or return the host's refusal unchanged as the plugin's error. `sql-query` runs one
+//! statement on the workflow's endpoint and reports the host's answer (see [`sql_query`]).
 
 use std::io::{Read, Write};
 
@@ -90,6 +91,94 @@ fn fetch(o: &Value) -> Result<String, Error> {
         resp.status,
         String::from_utf8_lossy(&resp.body)
     ))
+}
+
+/// The WIT error kind and message.
+fn error_parts(e: &Error) -> (&'static str, &str) {
+    match e {
+        Error::InvalidConfig(m) => ("invalid-config", m),
+        Error::Denied(m) => ("denied", m),
+        Error::Unavailable(m) => ("unavailable", m),
+        Error::Source(m) => ("source", m),
+        Error::Limit(m) => ("limit", m),
+    }
+}
+
+fn sql_json(v: &raw_sql::SqlValue) -> Value {
+    match v {
+        raw_sql::SqlValue::Null => Value::Null,
+        raw_sql::SqlValue::Boolean(b) => json!(b),
+        raw_sql::SqlValue::Integer(i) => json!(i),
+        raw_sql::SqlValue::Float(f) => json!(f),
+        raw_sql::SqlValue::Text(t) => json!(t),
+        raw_sql::SqlValue::Bytes(b) => json!(String::from_utf8_lossy(b)),
+    }
+}
+
+/// `sql-query`: opens the workflow's endpoint (`source.endpoint`, or for SQLite
+/// `source.database`) with the `source` credential (unless `credential = false`), runs the one
+/// statement `options.statement` and reports on the `probe` asset: `stage` (`open`, `query`,
+/// `rows` or `done`), `outcome` (`granted` or the WIT error kind), `message` and `rows` (at
+/// most 200).
+fn sql_query(config: &Value, out: &mut Emitter) -> Result<(), Error> {
+    let o = &config["options"];
+    let drv = opt_str(o, "driver");
+    let failed = |out: &mut Emitter, stage: &str, e: Error| {
+        let (kind, message) = error_parts(&e);
+        probe(
+            out,
+            json!({ "stage": stage, "outcome": kind, "message": message }),
+        )
+    };
+    let cred = if drv != "sqlite" && o["credential"].as_bool().unwrap_or(true) {
+        Some(raw_cred::get("source")?)
+    } else {
+        None
+    };
+    let (address, database) = if drv == "sqlite" {
+        (opt_str(config, "database").to_string(), None)
+    } else {
+        let database = match drv {
+            "mysql" => o["database"].as_str().map(str::to_string),
+            _ => o["database"]
+                .as_str()
+                .or(config["database"].as_str())
+                .map(str::to_string),
+        };
+        (opt_str(config, "endpoint").to_string(), database)
+    };
+    let target = raw_sql::Endpoint {
+        driver: driver(drv),
+        address,
+        database,
+    };
+    let conn = match raw_sql::open(&target, cred.as_ref()) {
+        Ok(c) => c,
+        Err(e) => return failed(out, "open", e),
+    };
+    let rows = match conn.query(opt_str(o, "statement"), &[]) {
+        Ok(r) => r,
+        Err(e) => return failed(out, "query", e),
+    };
+    let columns: Vec<String> = rows.columns().into_iter().map(|c| c.name).collect();
+    let mut collected: Vec<Value> = Vec::new();
+    loop {
+        match rows.next_batch(100) {
+            Ok(Some(batch)) if !batch.is_empty() => {
+                for row in batch {
+                    if collected.len() < 200 {
+                        collected.push(Value::Array(row.iter().map(sql_json).collect()));
+                    }
+                }
+            }
+            Ok(_) => break,
+            Err(e) => return failed(out, "rows", e),
+        }
+    }
+    probe(
+        out,
+        json!({ "stage": "done", "outcome": "granted", "columns": columns, "rows": collected }),
+    )
 }
 
 impl Connector for Suite {
@@ -262,6 +351,7 @@ impl Connector for Suite {
                 raw_sql::open(&target, cred.as_ref())?;
                 probe(out, json!({ "result": "granted" }))
             }
+            "sql-query" => sql_query(&config, out),
             "http-get" => {
                 let body = fetch(o)?;
                 probe(out, json!({ "result": format!("granted: {body}") }))
