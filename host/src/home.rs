@@ -53,6 +53,9 @@ pub struct NewCredential {
     pub destinations: Vec<String>,
     /// Free text for operators.
     pub description: Option<String>,
+    /// The login is privileged on purpose (superuser, server files, all data): without this a
+    /// privileged login is refused.
+    pub privileged: bool,
 }
 
 /// An airlock home.
@@ -186,13 +189,18 @@ impl Home {
             created_at: now(),
             rotated_at: None,
             revoked_at: None,
+            privileged: spec.privileged,
         };
         self.state.insert_credential(&record)?;
         self.state.audit(&AuditEntry {
             credential: Some(guid.clone()),
             action: "create".into(),
             outcome: "ok".into(),
-            detail: Some(format!("backend {backend}")),
+            detail: Some(if record.privileged {
+                format!("backend {backend}, registered as privileged")
+            } else {
+                format!("backend {backend}")
+            }),
             ..AuditEntry::default()
         })?;
         Ok(guid)
@@ -212,6 +220,28 @@ impl Home {
                 engine: None,
                 destinations: destinations.iter().map(|d| d.to_string()).collect(),
                 description: None,
+                privileged: false,
+            },
+            SecretString::new(password.to_string()),
+        )
+    }
+
+    /// Registers a password credential registered as privileged on purpose
+    /// (`credential add --privileged`); returns its GUID.
+    pub fn add_privileged_password_credential(
+        &self,
+        user: &str,
+        password: &str,
+        destinations: &[&str],
+    ) -> Result<String, HomeError> {
+        self.add_credential(
+            NewCredential {
+                kind: "password".into(),
+                username: Some(user.to_string()),
+                engine: None,
+                destinations: destinations.iter().map(|d| d.to_string()).collect(),
+                description: None,
+                privileged: true,
             },
             SecretString::new(password.to_string()),
         )

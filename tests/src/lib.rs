@@ -196,6 +196,19 @@ impl Home {
             .expect("credential added")
     }
 
+    /// Registers a password credential registered as privileged on purpose (`credential add
+    /// --privileged`) and returns its GUID.
+    pub fn add_privileged_password(
+        &self,
+        user: &str,
+        password: &str,
+        destinations: &[&str],
+    ) -> String {
+        self.inner
+            .add_privileged_password_credential(user, password, destinations)
+            .expect("credential added")
+    }
+
     /// Registers a `token` credential (an API key, a bearer token, a PEM certificate and key)
     /// bound to `destinations` and returns its GUID.
     pub fn add_token(&self, secret: &str, destinations: &[&str]) -> String {
@@ -207,6 +220,7 @@ impl Home {
                     engine: None,
                     destinations: destinations.iter().map(|d| d.to_string()).collect(),
                     description: None,
+                    privileged: false,
                 },
                 airlock::secrets::SecretString::new(secret.to_string()),
             )

@@ -247,14 +247,30 @@ impl MariaDb {
             .collect()
     }
 
-    /// Creates a password user that may connect over TCP from anywhere and read every
-    /// database (`SELECT`, `SHOW VIEW`, so view definitions are visible).
+    /// Creates a password user that may connect over TCP from anywhere with the minimal
+    /// metadata role of the README: `REFERENCES` (every table and column visible in
+    /// `information_schema`), `SHOW VIEW`, and `SELECT` on the views that exist now and on no
+    /// table (MariaDB shows a view's definition only to a user who may also select from it).
     pub fn create_user(&self, name: &str, password: &str) {
         let user = format!("{}@'%'", quote(name));
-        self.sql(&format!(
-            "CREATE USER {user} IDENTIFIED BY {};\nGRANT SELECT, SHOW VIEW ON *.* TO {user};",
+        let mut sql = format!(
+            "CREATE USER {user} IDENTIFIED BY {};\nGRANT SHOW VIEW, REFERENCES ON *.* TO {user};\n",
             quote(password)
-        ));
+        );
+        for view in self.json_rows(
+            "SELECT JSON_ARRAY(TABLE_SCHEMA, TABLE_NAME) FROM information_schema.VIEWS \
+             WHERE TABLE_SCHEMA NOT IN ('sys', 'mysql', 'information_schema', 'performance_schema')",
+        ) {
+            let (Some(schema), Some(view)) = (view[0].as_str(), view[1].as_str()) else {
+                continue;
+            };
+            sql.push_str(&format!(
+                "GRANT SELECT ON {}.{} TO {user};\n",
+                ident(schema),
+                ident(view)
+            ));
+        }
+        self.sql(&sql);
     }
 }
 

@@ -228,7 +228,8 @@ impl PgCluster {
         serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
     }
 
-    /// Creates a login role with a SCRAM-SHA-256 password.
+    /// Creates a login role with a SCRAM-SHA-256 password and nothing else: the minimal
+    /// metadata role of the README (every role reads `pg_catalog`).
     pub fn create_user(&self, name: &str, password: &str) {
         self.psql(
             "postgres",

@@ -131,6 +131,7 @@ async fn glue_catalog_is_extracted_exactly_with_sigv4_done_by_the_host() {
                 engine: None,
                 destinations: vec![format!("127.0.0.1:{}", moto.port())],
                 description: None,
+                privileged: false,
             },
             SecretString::new(SECRET_KEY.into()),
         )
@@ -354,6 +355,7 @@ fn paginated_workflow_allowing(
                 engine: None,
                 destinations: vec![format!("127.0.0.1:{port}")],
                 description: None,
+                privileged: false,
             },
             SecretString::new(SECRET_KEY.into()),
         )

@@ -308,6 +308,7 @@ async fn oauth_run(
                     format!("127.0.0.1:{}", tokens.port),
                 ],
                 description: None,
+                privileged: false,
             },
             SecretString::new(CLIENT_SECRET.to_string()),
         )

@@ -63,6 +63,7 @@ fn setup() -> Setup {
                 engine: Some("postgres".into()),
                 destinations: vec![pg.endpoint()],
                 description: None,
+                privileged: false,
             },
             "openbao",
             "apps/shop#password",

@@ -643,6 +643,7 @@ async fn cached_secret_is_bypassed_when_the_login_is_refused() {
                 engine: Some("postgres".into()),
                 destinations: vec![dest.clone()],
                 description: None,
+                privileged: false,
             },
             "openbao",
             "apps/db#password",

@@ -50,6 +50,13 @@ pub enum CredentialCommand {
         /// variable name for env.
         #[arg(long, value_name = "LOCATOR", required_if_eq_any = [("backend", "openbao"), ("backend", "aws"), ("backend", "kubernetes"), ("backend", "azure"), ("backend", "env")])]
         locator: Option<String>,
+        /// Register a privileged login on purpose (PostgreSQL superuser, CREATEROLE,
+        /// pg_read_server_files, pg_write_server_files, pg_execute_server_program,
+        /// pg_read_all_data; MySQL/MariaDB FILE, SUPER, ALL PRIVILEGES, grant option). Without
+        /// it such a login is refused; with it every login is audited and warned about. A
+        /// metadata connector never needs one: see the README's "Minimal database roles".
+        #[arg(long)]
+        privileged: bool,
     },
     /// List credentials (GUIDs, users, destinations; never secrets).
     List {
@@ -170,6 +177,7 @@ pub async fn credential(cmd: CredentialCommand, home_dir: &Path) -> i32 {
             description,
             backend,
             locator,
+            privileged,
         } => {
             if backend != "embedded" {
                 let Some(locator) = locator else {
@@ -181,6 +189,7 @@ pub async fn credential(cmd: CredentialCommand, home_dir: &Path) -> i32 {
                     engine,
                     destinations,
                     description,
+                    privileged,
                 };
                 return match home.add_credential_at(spec, &backend, &locator) {
                     Ok(guid) => {
@@ -206,6 +215,7 @@ pub async fn credential(cmd: CredentialCommand, home_dir: &Path) -> i32 {
                 engine,
                 destinations,
                 description,
+                privileged,
             };
             match home.add_credential(spec, secret) {
                 Ok(guid) => {

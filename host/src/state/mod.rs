@@ -93,6 +93,10 @@ pub struct CredentialRecord {
     pub created_at: String,
     pub rotated_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// Registered on purpose as a privileged login (`credential add --privileged`): a login
+    /// that may read server files, run programs, read all data or is a superuser is refused
+    /// unless this is set, and is audited and warned about when it is.
+    pub privileged: bool,
 }
 
 /// A stored workflow: its config as JSON (GUIDs only) and the directory relative paths
@@ -174,6 +178,7 @@ impl StateStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(StateStore {
             conn: Mutex::new(conn),
         })
@@ -188,8 +193,8 @@ impl StateStore {
     /// Adds a credential record.
     pub fn insert_credential(&self, c: &CredentialRecord) -> Result<(), StateError> {
         self.conn().execute(
-            "INSERT INTO credentials (guid, kind, backend, locator, username, engine, destinations, description, created_at, rotated_at, revoked_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO credentials (guid, kind, backend, locator, username, engine, destinations, description, created_at, rotated_at, revoked_at, privileged)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 c.guid,
                 c.kind,
@@ -201,7 +206,8 @@ impl StateStore {
                 c.description,
                 c.created_at,
                 c.rotated_at,
-                c.revoked_at
+                c.revoked_at,
+                c.privileged
             ],
         )?;
         Ok(())
@@ -211,7 +217,7 @@ impl StateStore {
     pub fn credential(&self, guid: &str) -> Result<CredentialRecord, StateError> {
         self.conn()
             .query_row(
-                "SELECT guid, kind, backend, locator, username, engine, destinations, description, created_at, rotated_at, revoked_at
+                "SELECT guid, kind, backend, locator, username, engine, destinations, description, created_at, rotated_at, revoked_at, privileged
                  FROM credentials WHERE guid = ?1",
                 [guid],
                 row_to_credential,
@@ -228,7 +234,7 @@ impl StateStore {
     pub fn credentials(&self) -> Result<Vec<CredentialRecord>, StateError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT guid, kind, backend, locator, username, engine, destinations, description, created_at, rotated_at, revoked_at
+            "SELECT guid, kind, backend, locator, username, engine, destinations, description, created_at, rotated_at, revoked_at, privileged
              FROM credentials ORDER BY created_at, guid",
         )?;
         let rows = stmt.query_map([], row_to_credential)?;
@@ -437,7 +443,21 @@ fn row_to_credential(r: &rusqlite::Row<'_>) -> rusqlite::Result<CredentialRecord
         created_at: r.get(8)?,
         rotated_at: r.get(9)?,
         revoked_at: r.get(10)?,
+        privileged: r.get::<_, Option<bool>>(11)?.unwrap_or(false),
     })
+}
+
+/// Brings a store written by an earlier version up to this schema.
+fn migrate(conn: &rusqlite::Connection) -> Result<(), StateError> {
+    let has_privileged = conn
+        .prepare("SELECT 1 FROM pragma_table_info('credentials') WHERE name = 'privileged'")?
+        .exists([])?;
+    if !has_privileged {
+        conn.execute_batch(
+            "ALTER TABLE credentials ADD COLUMN privileged INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    Ok(())
 }
 
 fn row_to_approval(r: &rusqlite::Row<'_>) -> rusqlite::Result<PluginApproval> {

@@ -104,8 +104,12 @@ impl SqlLogin {
             )));
         }
         // PostgreSQL always connects to one database: without one named, the workflow's
-        // single declared database, never a database the workflow did not declare.
+        // single declared database, never a database the workflow did not declare. A
+        // workflow that declares any database (`*`, as `credential test` does) lets the
+        // server pick its default.
+        let any_database = self.databases.iter().any(|d| d == "*");
         let database = match (database, driver) {
+            (None, NetworkDriver::Postgres) if any_database => None,
             (None, NetworkDriver::Postgres) => match self.declared_database() {
                 Some(db) => Some(db),
                 None => {
@@ -119,8 +123,7 @@ impl SqlLogin {
             (database, _) => database,
         };
         if let Some(db) = database {
-            let any = self.databases.iter().any(|d| d == "*");
-            if !any && !self.databases.iter().any(|d| d == db) {
+            if !any_database && !self.databases.iter().any(|d| d == db) {
                 return Err(deny(format!(
                     "database `{}` is not declared by the workflow (source.database / source.databases)",
                     db.chars().take(128).collect::<String>()
@@ -220,8 +223,49 @@ impl SqlLogin {
             drop(params);
             match result {
                 Ok(conn) => {
-                    self.audit
-                        .record("login", "ok", Some(guid), Some(&shown), Some(driver.name()));
+                    let privileges = conn.privileges().join(", ");
+                    if !privileges.is_empty() && !record.privileged {
+                        drop(conn);
+                        let message = format!(
+                            "credential {guid} logs in to {shown} with privileges a metadata \
+                             connector never needs ({privileges}); the login is refused. {} \
+                             If this login is privileged on purpose, register it with \
+                             `airlock credential add --privileged`.",
+                            minimal_role_hint(driver)
+                        );
+                        self.audit.record(
+                            "login",
+                            "privileged-refused",
+                            Some(guid),
+                            Some(&shown),
+                            Some(&privileges),
+                        );
+                        return Err(SqlError::Denied(message));
+                    }
+                    if !privileges.is_empty() {
+                        tracing::warn!(
+                            credential = guid,
+                            destination = %shown,
+                            privileges = %privileges,
+                            "logged in with a credential registered as privileged; a minimal \
+                             role is safer (see the README's \"Minimal database roles\")"
+                        );
+                        self.audit.record(
+                            "login",
+                            "ok-privileged",
+                            Some(guid),
+                            Some(&shown),
+                            Some(&format!("{}; {privileges}", driver.name())),
+                        );
+                    } else {
+                        self.audit.record(
+                            "login",
+                            "ok",
+                            Some(guid),
+                            Some(&shown),
+                            Some(driver.name()),
+                        );
+                    }
                     return Ok(conn);
                 }
                 Err(e) => {
@@ -245,6 +289,23 @@ impl SqlLogin {
                     return Err(e);
                 }
             }
+        }
+    }
+}
+
+/// How to create the minimal role for `driver`, for the privileged-login refusal.
+fn minimal_role_hint(driver: NetworkDriver) -> &'static str {
+    match driver {
+        NetworkDriver::Postgres => {
+            "A PostgreSQL role with LOGIN and no other grant reads the whole catalog: \
+             `CREATE ROLE airlock_meta LOGIN PASSWORD '...'; GRANT CONNECT ON DATABASE <db> TO \
+             airlock_meta;` (see the README's \"Minimal database roles\")."
+        }
+        NetworkDriver::Mysql => {
+            "A MySQL/MariaDB user needs only `SHOW VIEW` and `REFERENCES` on the databases to \
+             describe (no SELECT on data): `CREATE USER 'airlock_meta'@'%' IDENTIFIED BY '...'; \
+             GRANT SHOW VIEW, REFERENCES ON <db>.* TO 'airlock_meta'@'%';`, plus SELECT on \
+             each view for view definitions (see the README's \"Minimal database roles\")."
         }
     }
 }

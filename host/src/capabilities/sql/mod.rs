@@ -8,6 +8,7 @@ pub mod sqlite;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use guard::{DataGrants, Refusal};
@@ -90,6 +91,33 @@ pub struct SqlPolicy {
     pub grants: DataGrants,
     /// Where refusals of the statement guard are audited.
     pub audit: Option<crate::state::RunAudit>,
+    /// What the statement guard cost this run (reported by `airlock run --json`).
+    pub guard_stats: Arc<GuardStats>,
+}
+
+/// Statements the network guards checked in a run and the time they took.
+#[derive(Debug, Default)]
+pub struct GuardStats {
+    statements: std::sync::atomic::AtomicU64,
+    nanos: std::sync::atomic::AtomicU64,
+}
+
+impl GuardStats {
+    fn add(&self, elapsed: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.statements.fetch_add(1, Relaxed);
+        self.nanos
+            .fetch_add(elapsed.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    /// (statements checked, total time in microseconds).
+    pub fn totals(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.statements.load(Relaxed),
+            self.nanos.load(Relaxed) / 1_000,
+        )
+    }
 }
 
 /// A connection resource as the plugin holds it.
@@ -102,6 +130,17 @@ pub enum SqlConnection {
         db: postgres::PgDb,
         database: String,
     },
+}
+
+impl SqlConnection {
+    /// What the login may do beyond reading the catalog (empty for SQLite files).
+    pub fn privileges(&self) -> &[String] {
+        match self {
+            SqlConnection::Sqlite(_) => &[],
+            SqlConnection::Mysql(db) => db.privileges(),
+            SqlConnection::Postgres { db, .. } => db.privileges(),
+        }
+    }
 }
 
 /// How a network driver protects the connection (libpq's `sslmode` names).
@@ -302,13 +341,17 @@ impl SqlConnection {
         };
         let result = match self {
             SqlConnection::Mysql(db) => {
-                let checked = guard::mysql::check(&statement, &policy.grants)
-                    .map_err(|r| refused("mysql", r))?;
+                let started = std::time::Instant::now();
+                let checked = guard::mysql::check(&statement, &policy.grants);
+                policy.guard_stats.add(started.elapsed());
+                let checked = checked.map_err(|r| refused("mysql", r))?;
                 return db.query(checked, params, policy.query_timeout).await;
             }
             SqlConnection::Postgres { db, database } => {
-                let checked = guard::postgres::check(&statement, database, &policy.grants)
-                    .map_err(|r| refused("postgres", r))?;
+                let started = std::time::Instant::now();
+                let checked = guard::postgres::check(&statement, database, &policy.grants);
+                policy.guard_stats.add(started.elapsed());
+                let checked = checked.map_err(|r| refused("postgres", r))?;
                 return db.query(checked, params, policy.query_timeout).await;
             }
             SqlConnection::Sqlite(db) => {

@@ -59,6 +59,8 @@ pub struct MysqlDb {
     broken: Arc<AtomicBool>,
     /// The statement timeout currently set on the session, to avoid a `SET` per statement.
     session_timeout: Arc<std::sync::Mutex<Option<Duration>>>,
+    /// What the login may do beyond reading the catalog (see [`MysqlDb::privileges`]).
+    privileges: Vec<String>,
 }
 
 impl MysqlDb {
@@ -121,13 +123,29 @@ impl MysqlDb {
         conn.query_drop("SET SESSION TRANSACTION READ ONLY")
             .await
             .map_err(|e| scrub(statement_error(e), params))?;
+        // The grants of the login and its enabled roles. A grant line may carry the
+        // password hash: the lines are only parsed, never logged or returned.
+        let grants: Vec<String> = conn
+            .query("SHOW GRANTS")
+            .await
+            .map_err(|e| scrub(statement_error(e), params))?;
+        let privileges = privileges_in_grants(&grants);
+        drop(grants);
         Ok(MysqlDb {
             conn: Arc::new(Mutex::new(conn)),
             mariadb,
             target,
             broken: Arc::new(AtomicBool::new(false)),
             session_timeout: Arc::new(std::sync::Mutex::new(None)),
+            privileges,
         })
+    }
+
+    /// What this login may do that a metadata reader never needs: `FILE`, `SUPER`,
+    /// `ALL PRIVILEGES` or `CREATE USER` on `*.*`, or any grant `WITH GRANT OPTION`. Read by
+    /// the host right after the login.
+    pub fn privileges(&self) -> &[String] {
+        &self.privileges
     }
 
     /// Runs one read-only statement with positional `?` parameters. Returns once the server
@@ -694,6 +712,76 @@ fn mode_name(mode: TlsMode) -> &'static str {
 /// Refuses anything but a single reading statement. Comments before the first keyword are
 /// skipped, except MySQL's executable comments (`/*! ... */`, `/*M! ... */`), whose content
 /// the server runs.
+/// The privileges a metadata reader never needs, from `SHOW GRANTS` lines such as
+/// ``GRANT FILE, SELECT (a, b) ON *.* TO `u`@`%` WITH GRANT OPTION``.
+fn privileges_in_grants(lines: &[String]) -> Vec<String> {
+    const GLOBAL: [&str; 5] = ["ALL PRIVILEGES", "ALL", "FILE", "SUPER", "CREATE USER"];
+    let mut found: Vec<String> = Vec::new();
+    let mut add = |name: &str| {
+        if !found.iter().any(|f| f == name) {
+            found.push(name.to_string());
+        }
+    };
+    for line in lines {
+        let upper = line.to_ascii_uppercase();
+        let Some(rest) = upper.strip_prefix("GRANT ") else {
+            continue;
+        };
+        if upper.contains(" WITH GRANT OPTION") || upper.contains(" WITH ADMIN OPTION") {
+            add("GRANT OPTION");
+        }
+        // `GRANT role TO user` has no ` ON `: the role's own grants are listed separately.
+        let Some((privs, object)) = split_outside_parens(rest, " ON ") else {
+            continue;
+        };
+        let global = object.trim_start().starts_with("*.*");
+        let mut depth = 0usize;
+        let mut item = String::new();
+        let mut items = Vec::new();
+        for c in privs.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                ',' if depth == 0 => items.push(std::mem::take(&mut item)),
+                _ if depth == 0 => item.push(c),
+                _ => {}
+            }
+        }
+        items.push(item);
+        for item in items {
+            let name = item.split_whitespace().collect::<Vec<_>>().join(" ");
+            if name == "GRANT OPTION" {
+                add("GRANT OPTION");
+            } else if global && GLOBAL.contains(&name.as_str()) {
+                add(if name == "ALL" {
+                    "ALL PRIVILEGES"
+                } else {
+                    &name
+                });
+            }
+        }
+    }
+    found
+}
+
+/// Splits `text` at the first `sep` that is not inside parentheses or backquotes.
+fn split_outside_parens<'a>(text: &'a str, sep: &str) -> Option<(&'a str, &'a str)> {
+    let mut depth = 0usize;
+    let mut quoted = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            '`' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ if !quoted && depth == 0 && text[i..].starts_with(sep) => {
+                return Some((&text[..i], &text[i + sep.len()..]));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 fn check_read_only(statement: &str) -> Result<(), SqlError> {
     let mut rest = statement;
     loop {
@@ -826,6 +914,41 @@ fn type_name(t: ColumnType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn privileged_grants_are_recognised() {
+        let lines = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            privileges_in_grants(&lines(&[
+                "GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` IDENTIFIED BY PASSWORD '*AB' WITH GRANT OPTION",
+                "GRANT PROXY ON ''@'%' TO 'root'@'localhost' WITH GRANT OPTION",
+            ])),
+            vec!["GRANT OPTION", "ALL PRIVILEGES"]
+        );
+        assert_eq!(
+            privileges_in_grants(&lines(&["GRANT SELECT, file ON *.* TO `u`@`%`"])),
+            vec!["FILE"]
+        );
+        assert_eq!(
+            privileges_in_grants(&lines(&["GRANT SUPER, CREATE USER ON *.* TO `u`@`%`"])),
+            vec!["SUPER", "CREATE USER"]
+        );
+        // A minimal metadata role, a role grant, column grants and database-level ALL.
+        assert!(privileges_in_grants(&lines(&[
+            "GRANT USAGE ON *.* TO `meta`@`%` IDENTIFIED BY PASSWORD '*AB'",
+            "GRANT SHOW VIEW, REFERENCES ON `shop`.* TO `meta`@`%`",
+            "GRANT SELECT (`a`, `file`) ON `shop`.`t` TO `meta`@`%`",
+            "GRANT `reader` TO `meta`@`%`",
+            "GRANT ALL PRIVILEGES ON `scratch`.* TO `meta`@`%`",
+        ]))
+        .is_empty());
+        assert_eq!(
+            privileges_in_grants(&lines(&[
+                "GRANT SELECT ON `shop`.* TO `u`@`%` WITH GRANT OPTION"
+            ])),
+            vec!["GRANT OPTION"]
+        );
+    }
 
     #[test]
     fn only_reading_statements_pass() {

@@ -66,7 +66,54 @@ pub struct PgDb {
     /// The sender of the stream running now, to tell a draining stream from one the plugin
     /// holds half-read (which would never drain while the plugin waits on a new statement).
     current: Mutex<Option<mpsc::WeakSender<RowResult>>>,
+    /// What the login may do beyond reading the catalog (see [`PgDb::privileges`]).
+    privileges: Vec<String>,
+    /// Cancels the running statement on the server when the host's timeout fires.
+    canceller: Option<Arc<Canceller>>,
 }
+
+/// Sends PostgreSQL's cancel request for a session, to the address the login was checked
+/// against and with the login's TLS settings. The host's timeout does not depend on the
+/// session's `statement_timeout` (which a plugin cannot change, but defence in depth).
+struct Canceller {
+    token: tokio_postgres::CancelToken,
+    addr: std::net::SocketAddr,
+    host: String,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl Canceller {
+    async fn cancel(&self) {
+        let connect = tokio::net::TcpStream::connect(self.addr);
+        let Ok(Ok(tcp)) = tokio::time::timeout(CANCEL_TIMEOUT, connect).await else {
+            tracing::warn!(target = %self.addr, "could not reach the server to cancel a timed-out statement");
+            return;
+        };
+        let sent = match &self.tls {
+            None => {
+                tokio::time::timeout(
+                    CANCEL_TIMEOUT,
+                    self.token.cancel_query_raw(tcp, tokio_postgres::NoTls),
+                )
+                .await
+            }
+            Some(make) => {
+                let mut make = make.clone();
+                // The error type is `Infallible` for rustls.
+                let Ok(tls) = MakeTlsConnect::<tokio::net::TcpStream>::make_tls_connect(
+                    &mut make, &self.host,
+                );
+                tokio::time::timeout(CANCEL_TIMEOUT, self.token.cancel_query_raw(tcp, tls)).await
+            }
+        };
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::warn!(target = %self.addr, "the cancel request for a timed-out statement failed");
+        }
+    }
+}
+
+/// How long sending a cancel request may take.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What an error message may say about the connection; never the password itself.
 struct Context<'a> {
@@ -137,12 +184,42 @@ impl PgDb {
         .await
         .map_err(|_| timed_out(&ctx, params.connect_timeout))?
         .map_err(|e| map_error(&e, &ctx))?;
+        let canceller = params.addr.map(|ip| {
+            Arc::new(Canceller {
+                token: client.cancel_token(),
+                addr: std::net::SocketAddr::new(ip, params.port),
+                host: params.host.clone(),
+                tls: match params.tls.mode {
+                    TlsMode::Disable => None,
+                    _ => client_config(&params.tls)
+                        .ok()
+                        .map(tokio_postgres_rustls::MakeRustlsConnect::new),
+                },
+            })
+        });
+        let privileges = bounded(
+            params.connect_timeout,
+            client.query_one(PRIVILEGES_QUERY, &[]),
+            &ctx,
+        )
+        .await
+        .map(|row| privileges_of(&row))?;
         Ok(PgDb {
             client: Arc::new(client),
             target,
             busy: Arc::new(tokio::sync::Mutex::new(())),
             current: Mutex::new(None),
+            privileges,
+            canceller,
         })
+    }
+
+    /// What this login may do that a metadata reader never needs: `superuser`, `createrole`,
+    /// `replication`, or membership (direct or inherited) in `pg_read_server_files`,
+    /// `pg_write_server_files`, `pg_execute_server_program`, `pg_read_all_data`,
+    /// `pg_write_all_data`. Read by the host right after the login.
+    pub fn privileges(&self) -> &[String] {
+        &self.privileges
     }
 
     /// Runs one statement in its own read-only transaction and streams its rows. `timeout`
@@ -161,7 +238,10 @@ impl PgDb {
         let guard = self.acquire(timeout).await?;
         let client = self.client.clone();
         let millis = timeout.as_millis().clamp(1, i32::MAX as u128);
-        let begin = format!("BEGIN READ ONLY; SET LOCAL statement_timeout = {millis}");
+        // The host's `SELECT 1` takes the transaction's snapshot before the plugin's
+        // statement runs, so nothing the plugin sends can make the transaction read-write
+        // (`SET TRANSACTION READ WRITE` must come before any query).
+        let begin = format!("BEGIN READ ONLY; SET LOCAL statement_timeout = {millis}; SELECT 1");
         let prepared = async {
             bounded(timeout, client.batch_execute(&begin), &ctx).await?;
             let types: Vec<Type> = params.iter().map(param_type).collect();
@@ -178,6 +258,11 @@ impl PgDb {
         let (stmt, stream) = match prepared {
             Ok(ok) => ok,
             Err(e) => {
+                if matches!(e, SqlError::Limit(_)) {
+                    if let Some(c) = &self.canceller {
+                        c.cancel().await;
+                    }
+                }
                 // The transaction is aborted or was never opened; end it before the next
                 // statement. Its outcome changes nothing for this error.
                 let _ = tokio::time::timeout(timeout, client.batch_execute("ROLLBACK")).await;
@@ -194,6 +279,7 @@ impl PgDb {
             *current = Some(tx.downgrade());
         }
         let target = self.target.clone();
+        let canceller = self.canceller.clone();
         tokio::spawn(async move {
             let _guard: OwnedMutexGuard<()> = guard;
             let ctx = Context {
@@ -201,8 +287,13 @@ impl PgDb {
                 user: "",
                 secret: None,
             };
-            stream_rows(stream, &tx, timeout, &ctx).await;
+            let timed_out = stream_rows(stream, &tx, timeout, &ctx).await;
             drop(tx);
+            if timed_out {
+                if let Some(c) = &canceller {
+                    c.cancel().await;
+                }
+            }
             // Ends the read-only transaction (discarding what the server still sends when
             // the plugin stopped reading early) before the next statement may start.
             let _ = tokio::time::timeout(timeout, client.batch_execute("ROLLBACK")).await;
@@ -278,30 +369,54 @@ where
     Ok(client)
 }
 
-/// Feeds decoded rows into `tx` until the stream ends, fails, or the reader goes away.
+/// Feeds decoded rows into `tx` until the stream ends, fails, or the reader goes away;
+/// true when it stopped because the server did not answer in time.
 async fn stream_rows(
     stream: tokio_postgres::RowStream,
     tx: &mpsc::Sender<RowResult>,
     timeout: Duration,
     ctx: &Context<'_>,
-) {
+) -> bool {
     let mut stream = std::pin::pin!(stream);
     loop {
         let next = tokio::select! {
-            _ = tx.closed() => return,
+            _ = tx.closed() => return false,
             next = tokio::time::timeout(timeout, stream.next()) => next,
         };
-        let item = match next {
-            Err(_) => Err(timed_out(ctx, timeout)),
-            Ok(None) => return,
-            Ok(Some(Err(e))) => Err(map_error(&e, ctx)),
-            Ok(Some(Ok(row))) => decode_row(&row),
+        let (item, late) = match next {
+            Err(_) => (Err(timed_out(ctx, timeout)), true),
+            Ok(None) => return false,
+            Ok(Some(Err(e))) => (Err(map_error(&e, ctx)), false),
+            Ok(Some(Ok(row))) => (decode_row(&row), false),
         };
         let failed = item.is_err();
         if tx.send(item).await.is_err() || failed {
-            return;
+            return late;
         }
     }
+}
+
+/// The host's own query for what the login may do (never a plugin's statement).
+const PRIVILEGES_QUERY: &str = "SELECT r.rolsuper, r.rolcreaterole, r.rolreplication, \
+     ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_roles g \
+           WHERE g.rolname IN ('pg_read_server_files', 'pg_write_server_files', \
+                               'pg_execute_server_program', 'pg_read_all_data', \
+                               'pg_write_all_data') \
+             AND pg_catalog.pg_has_role(r.oid, g.oid, 'MEMBER') ORDER BY 1) \
+     FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
+
+fn privileges_of(row: &tokio_postgres::Row) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, name) in ["superuser", "createrole", "replication"]
+        .iter()
+        .enumerate()
+    {
+        if row.try_get::<_, bool>(i).unwrap_or(false) {
+            out.push(name.to_string());
+        }
+    }
+    out.extend(row.try_get::<_, Vec<String>>(3).unwrap_or_default());
+    out
 }
 
 /// Awaits a driver call with a timeout, mapping both failures.

@@ -92,6 +92,14 @@ const ALLOWED_FUNCTIONS: &[&str] = &[
     "json_quote",
     "sqlite_version",
     "row_number",
+    // Pure computation on values the statement already has; they read nothing.
+    "hex",
+    "zeroblob",
+    "randomblob",
+    "abs",
+    "round",
+    "char",
+    "unicode",
 ];
 
 /// What the authorizer allows beyond the catalog, and what it refused last.
@@ -118,6 +126,9 @@ impl SqliteGuard {
     fn authorize(&self, ctx: AuthContext<'_>) -> Authorization {
         match ctx.action {
             AuthAction::Select | AuthAction::Recursive => Authorization::Allow,
+            // SQLite names the schema of every stored table it reads; a read without one
+            // is of a recursive CTE's own rows (subqueries are not reported at all).
+            AuthAction::Read { .. } if ctx.database_name.is_none() => Authorization::Allow,
             AuthAction::Read { table_name, .. } => {
                 let name = table_name.to_ascii_lowercase();
                 let schema = ctx.database_name.unwrap_or("main");
@@ -132,7 +143,9 @@ impl SqliteGuard {
                         RefusalKind::Relation,
                         format!("{schema}.{table_name}"),
                         format!(
-                            "only the catalog (sqlite_schema, pragma_* functions) may be read;                              to read this table add `{}.{schema}.{table_name}` to                              [source.sql] allow_relations",
+                            "only the catalog (sqlite_schema, pragma_* functions) may be read; \
+                             to read this table add `{}.{schema}.{table_name}` to \
+                             [source.sql] allow_relations",
                             self.database
                         ),
                     ))
@@ -317,9 +330,18 @@ fn run(
     };
     let mut stmt = conn.prepare(statement).map_err(map_err)?;
     if !stmt.readonly() {
-        return Err(SqlError::Denied(
-            "only read-only statements are allowed".into(),
-        ));
+        // The authorizer is not asked about everything (SQLite never asks it about VACUUM):
+        // whatever still writes is refused here, as the guard's refusal.
+        let first = statement
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .find(|w| !w.is_empty())
+            .unwrap_or("statement")
+            .to_ascii_uppercase();
+        return Err(SqlError::Refused(Refusal::new(
+            RefusalKind::NotARead,
+            first.chars().take(32).collect::<String>(),
+            "only read-only statements are allowed",
+        )));
     }
     let columns: Vec<(String, String)> = stmt
         .columns()
