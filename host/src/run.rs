@@ -182,6 +182,8 @@ pub struct RunReport {
     pub manifest: Manifest,
     /// Plugin log lines dropped after `limits.log_lines`.
     pub dropped_log_lines: u64,
+    /// Statements the SQL guard checked and the time it took, in microseconds.
+    pub sql_guard: (u64, u64),
 }
 
 /// What a run would publish, from `airlock run --dry-run` / `airlock preview`: the output was
@@ -315,6 +317,7 @@ fn sql_policy(cfg: &LoadedConfig, limits: &Limits) -> Result<SqlPolicy, RunError
         call_bytes: limits.call_bytes,
         grants,
         audit: None,
+        guard_stats: Default::default(),
     })
 }
 
@@ -617,6 +620,7 @@ async fn run_inner(
         Some(&plugin.sha256),
     );
     sql.audit = Some(audit.clone());
+    let guard_stats = sql.guard_stats.clone();
     let scanner = Arc::new(OutboundScanner::new());
     let hash_keys = resolve_hash_keys(&policy, home, &audit, &scanner).await?;
     let (slots, login) = credentials_for(cfg, &limits, home, audit.clone(), &scanner)?;
@@ -741,6 +745,7 @@ async fn run_inner(
     observer.phase(Phase::Publishing);
     let publish_started = Instant::now();
     let dropped_log_lines = store.data().log.dropped();
+    let sql_guard = guard_stats.totals();
     let pipeline = store
         .data_mut()
         .pipeline
@@ -814,6 +819,7 @@ async fn run_inner(
                 output_dir: PathBuf::from(uploaded.url),
                 manifest,
                 dropped_log_lines,
+                sql_guard,
             }))
         }
         (Staging::Sink(staged), _) => {
@@ -839,6 +845,7 @@ async fn run_inner(
                 output_dir,
                 manifest,
                 dropped_log_lines,
+                sql_guard,
             }))
         }
         (Staging::Temp(tmp), mode) => {
@@ -1011,6 +1018,7 @@ pub async fn describe_file(runtime: &Runtime, file: &Path) -> PluginListing {
             call_bytes: limits.call_bytes,
             grants: Default::default(),
             audit: None,
+            guard_stats: Default::default(),
         },
         CredentialSlots::default(),
         None,

@@ -554,6 +554,7 @@ fn print_report(r: &RunReport, json: bool) {
             "files": m.files,
             "warnings": m.warnings,
             "timings_ms": m.timings_ms,
+            "sql_guard": { "statements": r.sql_guard.0, "micros": r.sql_guard.1 },
         });
         println!("{v}");
         return;

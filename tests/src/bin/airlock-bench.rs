@@ -4,7 +4,8 @@
 //! a primary key, a foreign key to the previous table, and one view per ten tables) it runs the
 //! release `airlock` binary end to end (plugin -> filters -> local sink) and reports wall time,
 //! assets per second, peak RSS of the airlock process, and the number of SQL statements the
-//! server saw (from its own statement log). As the floor it then runs the same catalog
+//! server saw (from its own statement log), and what the host's SQL statement guard cost inside
+//! each run (its own measurement, from `airlock run --json`). As the floor it then runs the same catalog
 //! statements with `psql`, output to a file. Every measurement is the median of three runs.
 //! Results go to `<out>/postgres.json` and `<out>/postgres.md`.
 //!
@@ -112,6 +113,9 @@ struct Measured {
     wall_s: f64,
     peak_rss_kib: i64,
     assets: u64,
+    /// Time the host's SQL statement guard took in the run (parse, check, re-render).
+    guard_s: f64,
+    guard_statements: u64,
 }
 
 /// Runs the airlock binary and waits for it with wait4, which reports its peak RSS.
@@ -162,6 +166,8 @@ fn run_airlock(args: &Args, home: &Path, config: &Path) -> Measured {
         wall_s,
         peak_rss_kib: output.1,
         assets: summary["totals"]["emitted"].as_u64().unwrap_or(0),
+        guard_s: summary["sql_guard"]["micros"].as_f64().unwrap_or(f64::NAN) / 1e6,
+        guard_statements: summary["sql_guard"]["statements"].as_u64().unwrap_or(0),
     }
 }
 
@@ -329,10 +335,15 @@ fn main() {
 
         let mut walls = vec![first.wall_s];
         let mut rss = vec![first.peak_rss_kib as f64];
+        // The guard's share of each run, measured inside that run.
+        let mut guard_shares = vec![first.guard_s / first.wall_s];
+        let mut guards = vec![first.guard_s];
         for _ in 1..RUNS {
             let m = run_airlock(&args, &home_dir, &config);
             walls.push(m.wall_s);
             rss.push(m.peak_rss_kib as f64);
+            guard_shares.push(m.guard_s / m.wall_s);
+            guards.push(m.guard_s);
         }
 
         let floor_sql = work.path().join(format!("{db}-floor.sql"));
@@ -373,17 +384,20 @@ fn main() {
             "catalog_selects": selects.len(),
             "psql_floor_s": floor,
             "ratio_to_floor": wall / floor,
+            "guard_statements": first.guard_statements,
+            "guard_ms": median(guards) * 1e3,
+            "guard_share_of_wall": median(guard_shares),
         });
         eprintln!("  {result}");
         results.push(result);
     }
 
     let mut md = String::from(
-        "| tables | assets | airlock wall (s) | assets/s | peak RSS (MiB) | SQL statements | psql floor (s) | ratio |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| tables | assets | airlock wall (s) | assets/s | peak RSS (MiB) | SQL statements | psql floor (s) | ratio | guarded statements | guard (ms) | guard share of wall |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in &results {
         md.push_str(&format!(
-            "| {} | {} | {:.2} | {:.0} | {:.1} | {} | {:.2} | {:.2} |\n",
+            "| {} | {} | {:.2} | {:.0} | {:.1} | {} | {:.2} | {:.2} | {} | {:.2} | {:.3} % |\n",
             r["tables"],
             r["assets"],
             r["wall_s"].as_f64().unwrap_or(0.0),
@@ -392,6 +406,9 @@ fn main() {
             r["sql_statements"],
             r["psql_floor_s"].as_f64().unwrap_or(0.0),
             r["ratio_to_floor"].as_f64().unwrap_or(0.0),
+            r["guard_statements"],
+            r["guard_ms"].as_f64().unwrap_or(0.0),
+            r["guard_share_of_wall"].as_f64().unwrap_or(0.0) * 100.0,
         ));
     }
     std::fs::write(
