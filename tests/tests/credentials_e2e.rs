@@ -330,3 +330,87 @@ fn a_credential_is_only_used_for_its_bound_destination() {
     );
     assert_absent(&cli.transcript, "Canary-bound-31c9", "CLI output");
 }
+
+#[test]
+fn credential_test_refuses_a_superuser_unless_it_was_registered_as_privileged() {
+    let pg = PgCluster::start();
+    let ws = Workspace::new();
+    let home = ws.path().join("home");
+    let password = "Canary-boss-5e21";
+    pg.psql(
+        "postgres",
+        &format!("CREATE ROLE boss LOGIN SUPERUSER PASSWORD '{password}'"),
+    );
+    let dest = format!("127.0.0.1:{}", pg.port());
+    let mut cli = Cli {
+        home: &home,
+        transcript: Vec::new(),
+    };
+    let add = |cli: &mut Cli, extra: &[&str]| {
+        let mut args = vec![
+            "credential",
+            "add",
+            "--user",
+            "boss",
+            "--destination",
+            &dest,
+            "--engine",
+            "postgres",
+        ];
+        args.extend_from_slice(extra);
+        let out = cli.run(&args, Some(password));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    };
+    let test = |cli: &mut Cli, guid: &str| {
+        cli.run(
+            &[
+                "credential",
+                "test",
+                guid,
+                "--tls-mode",
+                "disable",
+                "--allow-cleartext-password",
+            ],
+            None,
+        )
+    };
+
+    // registered without the flag: the login is refused, naming the privilege and the way out
+    let plain = add(&mut cli, &[]);
+    let out = test(&mut cli, &plain);
+    assert!(!out.status.success(), "a superuser login must be refused");
+    let err = text(&out.stderr);
+    assert!(err.contains("superuser"), "names the privilege: {err}");
+    assert!(
+        err.contains("CREATE ROLE"),
+        "says how to make a minimal role: {err}"
+    );
+    assert!(err.contains("--privileged"), "names the flag: {err}");
+    let out = cli.run(&["audit", "--credential", &plain, "--json"], None);
+    assert!(
+        text(&out.stdout).contains("\"outcome\":\"privileged-refused\""),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // registered as privileged on purpose: it logs in, warned about and audited as such
+    let flagged = add(&mut cli, &["--privileged"]);
+    let out = test(&mut cli, &flagged);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("registered as privileged"),
+        "a warning: {}",
+        text(&out.stderr)
+    );
+    let out = cli.run(&["audit", "--credential", &flagged, "--json"], None);
+    assert!(
+        text(&out.stdout).contains("\"outcome\":\"ok-privileged\""),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = cli.run(&["credential", "show", &flagged], None);
+    assert!(text(&out.stdout).contains("\"privileged\": true"));
+
+    assert_absent(&cli.transcript, password, "the CLI transcript");
+}

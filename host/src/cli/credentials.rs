@@ -232,17 +232,19 @@ pub async fn credential(cmd: CredentialCommand, home_dir: &Path) -> i32 {
             }
             Ok(list) => {
                 println!(
-                    "{:<36}  {:<8}  {:<10}  {:<12}  {:<8}  destinations",
+                    "{:<36}  {:<8}  {:<10}  {:<12}  {:<18}  destinations",
                     "guid", "kind", "backend", "user", "state"
                 );
                 for c in list {
                     let state = if c.revoked_at.is_some() {
                         "revoked"
+                    } else if c.privileged {
+                        "active, privileged"
                     } else {
                         "active"
                     };
                     println!(
-                        "{:<36}  {:<8}  {:<10}  {:<12}  {:<8}  {}",
+                        "{:<36}  {:<8}  {:<10}  {:<12}  {:<18}  {}",
                         c.guid,
                         c.kind,
                         c.backend,
