@@ -213,17 +213,7 @@ impl Home {
         password: &str,
         destinations: &[&str],
     ) -> Result<String, HomeError> {
-        self.add_credential(
-            NewCredential {
-                kind: "password".into(),
-                username: Some(user.to_string()),
-                engine: None,
-                destinations: destinations.iter().map(|d| d.to_string()).collect(),
-                description: None,
-                privileged: false,
-            },
-            SecretString::new(password.to_string()),
-        )
+        self.add_password(user, password, destinations, false)
     }
 
     /// Registers a password credential registered as privileged on purpose
@@ -234,6 +224,16 @@ impl Home {
         password: &str,
         destinations: &[&str],
     ) -> Result<String, HomeError> {
+        self.add_password(user, password, destinations, true)
+    }
+
+    fn add_password(
+        &self,
+        user: &str,
+        password: &str,
+        destinations: &[&str],
+        privileged: bool,
+    ) -> Result<String, HomeError> {
         self.add_credential(
             NewCredential {
                 kind: "password".into(),
@@ -241,7 +241,7 @@ impl Home {
                 engine: None,
                 destinations: destinations.iter().map(|d| d.to_string()).collect(),
                 description: None,
-                privileged: true,
+                privileged,
             },
             SecretString::new(password.to_string()),
         )
