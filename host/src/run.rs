@@ -449,6 +449,42 @@ async fn run_recorded(
 }
 
 /// Passes text through the process-wide redactor.
+/// Plugin warnings kept in the manifest: at most this many ...
+const MAX_PLUGIN_WARNINGS: usize = 100;
+/// ... of at most this many characters each ...
+const MAX_WARNING_CHARS: usize = 512;
+/// ... and this many bytes in all.
+const MAX_PLUGIN_WARNING_BYTES: usize = 32 << 10;
+
+/// The plugin's warnings as the manifest carries them: control characters replaced, redacted,
+/// each clipped, and capped in number and bytes, with one closing line counting what was
+/// withheld. (The manifest is then scanned for secrets like every asset.)
+fn plugin_warnings(warnings: &[String]) -> Vec<String> {
+    let mut kept = Vec::new();
+    let mut bytes = 0usize;
+    for w in warnings {
+        let mut line = redacted(&clean_line(w));
+        if line.chars().count() > MAX_WARNING_CHARS {
+            line = line.chars().take(MAX_WARNING_CHARS).collect::<String>() + "…";
+        }
+        if kept.len() == MAX_PLUGIN_WARNINGS || bytes + line.len() > MAX_PLUGIN_WARNING_BYTES {
+            break;
+        }
+        bytes += line.len();
+        kept.push(line);
+    }
+    let withheld = warnings.len() - kept.len();
+    if withheld > 0 {
+        kept.push(format!(
+            "{withheld} more plugin warnings withheld (the manifest keeps at most \
+             {MAX_PLUGIN_WARNINGS} warnings of {MAX_WARNING_CHARS} characters, \
+             {} KiB in all)",
+            MAX_PLUGIN_WARNING_BYTES >> 10
+        ));
+    }
+    kept
+}
+
 pub fn redacted(text: &str) -> String {
     crate::secrets::redact::Redactor::global()
         .redact(text)
@@ -756,7 +792,8 @@ async fn run_inner(
         PipelineError::Io(e) => RunError::Output(e.to_string()),
         other => RunError::InvalidOutput(other.to_string()),
     })?;
-    let mut all_warnings: Vec<String> = warnings.iter().map(|w| redacted(&clean_line(w))).collect();
+    let mut all_warnings = plugin_warnings(&warnings);
+    drop(warnings);
     all_warnings.extend(output.warnings);
     let config_json_full = serde_json::to_vec(config).unwrap_or_default();
     let mut manifest = Manifest {

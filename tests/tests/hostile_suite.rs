@@ -326,6 +326,50 @@ async fn a_giant_attribute_string_is_dropped_and_counted() {
 }
 
 #[tokio::test]
+async fn a_warning_flood_is_capped_in_number_and_bytes() {
+    let mut case = Case::new(
+        "a_warning_flood_is_capped_in_number_and_bytes",
+        file!(),
+        "returns 50,000 warnings of 2 KiB each (100 MB) under max_output_mb = 1",
+        "the run completes; the manifest keeps at most 100 warnings of 512 characters and one line counting the rest; the manifest stays small",
+    );
+    let rt = runtime();
+    let ws = Workspace::new();
+    let cfg = suite_config(
+        &ws,
+        "",
+        "mode = \"warning-flood\"\ncount = 50000\ntext = \"customer-row \"\nrepeat = 160",
+        "[limits]\nmax_output_mb = 1\n",
+    );
+    let (result, _) = run_observed(&rt, &cfg, None).await;
+    let report = result.expect("a warning flood is capped, not fatal");
+    verify_run_dir(&report.output_dir);
+    let manifest_len = std::fs::metadata(report.output_dir.join("manifest.json"))
+        .unwrap()
+        .len();
+    let manifest = verify_run_dir(&report.output_dir);
+    let warnings = manifest["warnings"].as_array().unwrap();
+    case.actual(format!(
+        "completed; {} warnings in a manifest of {manifest_len} bytes; last: {}",
+        warnings.len(),
+        warnings.last().and_then(|w| w.as_str()).unwrap_or_default()
+    ));
+    assert!(warnings.len() <= 101, "{} warnings", warnings.len());
+    assert!(warnings
+        .iter()
+        .all(|w| w.as_str().unwrap().chars().count() <= 600));
+    assert!(
+        warnings
+            .last()
+            .and_then(|w| w.as_str())
+            .is_some_and(|w| w.contains("more plugin warnings withheld")),
+        "the rest is counted"
+    );
+    assert!(manifest_len < 128 << 10, "manifest of {manifest_len} bytes");
+    assert_host_healthy(&rt).await;
+}
+
+#[tokio::test]
 async fn a_giant_path_segment_is_refused() {
     let mut case = Case::new(
         "a_giant_path_segment_is_refused",

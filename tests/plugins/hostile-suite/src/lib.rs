@@ -470,6 +470,13 @@ impl Connector for Suite {
                 }
                 probe(out, json!({ "result": "logged" }))
             }
+            "warning-flood" => {
+                let line = opt_str(o, "text").repeat(opt_u64(o, "repeat", 1) as usize);
+                for i in 0..opt_u64(o, "count", 50_000) {
+                    out.warn(format!("{i}: {line}"));
+                }
+                probe(out, json!({ "result": "warned" }))
+            }
             "progress-spam" => {
                 for i in 0..opt_u64(o, "count", 1_000_000) {
                     raw_log::progress(i, Some(u64::MAX));
