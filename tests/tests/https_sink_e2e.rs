@@ -306,6 +306,15 @@ async fn a_wrong_ca_is_refused_and_nothing_is_complete() {
     assert!(message.contains("sink.ca_file"), "{message}");
     assert!(message.contains("no manifest was uploaded"), "{message}");
     // No request reached the tenant, and a trust failure is final: one handshake, no retries.
+    // The server notes the failed handshake when the client's alert arrives, which may be just
+    // after the client gave up: wait for it, then a little longer for any retry.
+    let waited = std::time::Instant::now();
+    while env.tenant.handshake_failures().is_empty()
+        && waited.elapsed() < std::time::Duration::from_secs(5)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(env.tenant.log().is_empty(), "{:?}", env.tenant.log());
     assert!(env.tenant.objects().is_empty());
     assert_eq!(
