@@ -154,6 +154,8 @@ impl PgDb {
             // Connect to the checked address; TLS still verifies `host`.
             config.hostaddr(addr);
         }
+        // The TLS connector of the login, kept for the cancel requests of this session.
+        let mut session_tls = None;
         let client = match params.tls.mode {
             TlsMode::Disable => {
                 if !params.tls.allow_cleartext_password {
@@ -170,6 +172,7 @@ impl PgDb {
                 config.ssl_mode(SslMode::Require);
                 let tls =
                     tokio_postgres_rustls::MakeRustlsConnect::new(client_config(&params.tls)?);
+                session_tls = Some(tls.clone());
                 login(config, tls, params, &ctx).await?
             }
         };
@@ -189,12 +192,7 @@ impl PgDb {
                 token: client.cancel_token(),
                 addr: std::net::SocketAddr::new(ip, params.port),
                 host: params.host.clone(),
-                tls: match params.tls.mode {
-                    TlsMode::Disable => None,
-                    _ => client_config(&params.tls)
-                        .ok()
-                        .map(tokio_postgres_rustls::MakeRustlsConnect::new),
-                },
+                tls: session_tls,
             })
         });
         let privileges = bounded(
