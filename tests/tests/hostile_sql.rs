@@ -33,7 +33,7 @@ use airlock::state::AuditEntry;
 use airlock_tests::mariadb::MariaDb;
 use airlock_tests::postgres::{quote_literal, PgCluster};
 use airlock_tests::{all_files, plugin, read_jsonl, runtime, verify_run_dir, workspace_root};
-use airlock_tests::{Home, Workspace};
+use airlock_tests::{with_section, Home, Workspace};
 use hostile_report::{run_observed, Case};
 
 /// A business value: no refused case may put it into any output file.
@@ -482,27 +482,11 @@ impl Target for Lite {
 /// `sql_data_access` (the SDK's section declares only destinations; the host merges both).
 /// Written once, with the same bytes every time, so its compiled form is cached.
 fn data_access_plugin() -> PathBuf {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                break;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let name = "airlock-capabilities";
-    let data = br#"{"format":1,"sql_data_access":true}"#;
-    let mut payload = Vec::new();
-    leb(name.len(), &mut payload);
-    payload.extend_from_slice(name.as_bytes());
-    payload.extend_from_slice(data);
-    let mut wasm = std::fs::read(plugin("hostile-suite")).expect("read hostile-suite");
-    wasm.push(0);
-    leb(payload.len(), &mut wasm);
-    wasm.extend_from_slice(&payload);
+    let wasm = with_section(
+        &std::fs::read(plugin("hostile-suite")).expect("read hostile-suite"),
+        "airlock-capabilities",
+        br#"{"format":1,"sql_data_access":true}"#,
+    );
     let dir = workspace_root().join("target").join("hostile-sql");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("hostile-suite-data.wasm");
