@@ -104,6 +104,21 @@ pub struct FilterConfig {
     /// `quarantine` drops the asset and continues. Either way the asset never leaves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_secret: Option<OnSecret>,
+    /// What a secret of the run that a source sends back does (the plugin never receives it
+    /// either way): `withhold` (default) replaces it and goes on, `fail` fails the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_reflected_secret: Option<OnReflected>,
+}
+
+/// What a secret found in what a source sent to the plugin does to the run.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnReflected {
+    /// Replace it with a marker, count it, audit it, go on (the default).
+    #[default]
+    Withhold,
+    /// Fail the call and the run.
+    Fail,
 }
 
 /// What a hit of the outbound secret scan does to the run.

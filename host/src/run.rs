@@ -658,14 +658,25 @@ async fn run_inner(
     sql.audit = Some(audit.clone());
     let guard_stats = sql.guard_stats.clone();
     let scanner = Arc::new(OutboundScanner::new());
+    let inbound = Arc::new(crate::capabilities::inbound::InboundFilter::new(
+        scanner.clone(),
+        Some(audit.clone()),
+        config.filters.on_reflected_secret.unwrap_or_default(),
+    ));
     let hash_keys = resolve_hash_keys(&policy, home, &audit, &scanner).await?;
     let (slots, login) = credentials_for(cfg, &limits, home, audit.clone(), &scanner)?;
-    let http = crate::capabilities::http::HttpAccess::for_run(cfg, home, audit.clone(), &scanner)
-        .await
-        .map_err(|e| match e {
-            crate::capabilities::http::HttpError::Denied(m) => RunError::Credential(m),
-            e => RunError::Config(ConfigError::Invalid(e.to_string())),
-        })?;
+    let http = crate::capabilities::http::HttpAccess::for_run(
+        cfg,
+        home,
+        audit.clone(),
+        &scanner,
+        &inbound,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::capabilities::http::HttpError::Denied(m) => RunError::Credential(m),
+        e => RunError::Config(ConfigError::Invalid(e.to_string())),
+    })?;
     // A remote sink's credentials are resolved before extraction: the scan then catches them too.
     let remote = RemoteSink::prepare(
         &config.sink,
@@ -724,7 +735,8 @@ async fn run_inner(
         PluginLog::new(observer.clone(), limits.log_lines),
     )
     .with_login(login)
-    .with_http(http);
+    .with_http(http)
+    .with_inbound(inbound.clone());
     let mut store = runtime.new_store(state);
 
     observer.phase(Phase::Extracting);
@@ -763,6 +775,13 @@ async fn run_inner(
     let extract_ms = extract_started.elapsed().as_millis() as u64;
     report_captured_output(&store, observer.as_ref());
 
+    // A reflected secret under `on_reflected_secret = "fail"` decides the run whatever the
+    // plugin made of the failed call.
+    if let Some(reflected) = inbound.failure() {
+        return Err(RunError::SecretDetected(format!(
+            "inbound secret filter: {reflected}"
+        )));
+    }
     let (description, warnings) = match outcome {
         Err(_elapsed) => return Err(RunError::Limit(LimitExceeded::Deadline(limits.deadline_s))),
         Ok(Err(trap)) => return Err(classify_trap(&trap, store.data())),
@@ -824,6 +843,7 @@ async fn run_inner(
         totals: Manifest::sum_counts(&output.counts),
         counts: output.counts,
         files: output.files,
+        secrets_withheld: inbound.hits(),
         warnings: all_warnings,
     };
     manifest.timings_ms.publish = publish_started.elapsed().as_millis() as u64;

@@ -324,3 +324,59 @@ pub fn with_section(wasm: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&payload);
     out
 }
+
+/// Every transform the hostile-suite plugin applies to a secret it received (`emit_transforms`),
+/// of `secret`, plus its base64: what no output may hold when a source reflected `secret`.
+pub fn secret_transforms(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    let rot13: String = secret
+        .chars()
+        .map(|c| match c {
+            'a'..='z' => (((c as u8 - b'a' + 13) % 26) + b'a') as char,
+            'A'..='Z' => (((c as u8 - b'A' + 13) % 26) + b'A') as char,
+            c => c,
+        })
+        .collect();
+    let swapped: String = secret
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    let pct: String = secret.bytes().map(|b| format!("%{b:02X}")).collect();
+    let b32 = base32(secret.as_bytes());
+    let half = secret.len() / 2;
+    vec![
+        secret.to_string(),
+        secret.chars().rev().collect(),
+        rot13,
+        b32,
+        swapped,
+        pct,
+        secret[..half].to_string(),
+        secret[half..].to_string(),
+        base64::engine::general_purpose::STANDARD.encode(secret),
+    ]
+}
+
+/// RFC 4648 base32 without padding (as the plugin writes it).
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut out, mut buffer, mut bits) = (String::new(), 0u32, 0u32);
+    for &b in bytes {
+        buffer = (buffer << 8) | b as u32;
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}

@@ -49,6 +49,24 @@ const REFUSAL_BOUND: Duration = Duration::from_secs(15);
 // ---------------------------------------------------------------------------------------------
 // Cases
 
+/// PostgreSQL's `md5` verifier of a login: it logs in like the password.
+fn pg_md5_verifier(password: &str, user: &str) -> String {
+    use md5::{Digest, Md5};
+    format!(
+        "md5{}",
+        hex::encode(Md5::digest(format!("{password}{user}")))
+    )
+}
+
+/// MySQL/MariaDB's `mysql_native_password` verifier (cracked offline like the password).
+fn mysql_native_verifier(password: &str) -> String {
+    use sha1::{Digest, Sha1};
+    format!(
+        "*{}",
+        hex::encode_upper(Sha1::digest(Sha1::digest(password)))
+    )
+}
+
 /// Which login the workflow's credential holds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Login {
@@ -124,6 +142,8 @@ struct SqlCase {
     effects: Vec<Effect>,
     /// Strings no output file may hold.
     leaks: Vec<&'static str>,
+    /// The plugin emits every transform of the first row's text (`transforms = true`).
+    transforms: bool,
 }
 
 fn refused(
@@ -142,6 +162,7 @@ fn refused(
         expect: Expect::Refused(kind, object),
         effects: Vec::new(),
         leaks: vec![CANARY],
+        transforms: false,
     }
 }
 
@@ -160,10 +181,22 @@ fn passes(
         expect: Expect::Rows(rows),
         effects: Vec::new(),
         leaks: Vec::new(),
+        transforms: false,
     }
 }
 
 impl SqlCase {
+    /// The source holds `secret` where the statement reads it: the plugin emits every
+    /// transform of what it received, and no output may hold any transform of `secret`.
+    fn reflects(mut self, secret: &str) -> Self {
+        self.transforms = true;
+        self.leaks.extend(
+            airlock_tests::secret_transforms(secret)
+                .into_iter()
+                .map(leak_str),
+        );
+        self
+    }
     fn login(mut self, login: Login) -> Self {
         self.login = login;
         self
@@ -274,8 +307,14 @@ impl Pg {
                  GRANT INSERT ON public.hm_pg_30_log TO reader;\n\
                  CREATE PROCEDURE public.hm_pg_30_proc() LANGUAGE sql \
                    AS $$ INSERT INTO public.hm_pg_30_log VALUES (1) $$;\n\
-                 SELECT lo_from_bytea(424242, 'hm-lo-content-3e7c'::bytea);",
+                 SELECT lo_from_bytea(424242, 'hm-lo-content-3e7c'::bytea);\n\
+                 CREATE TABLE public.hm_reflect_pw (x int);\n\
+                 COMMENT ON TABLE public.hm_reflect_pw IS {reader_pw};\n\
+                 CREATE TABLE public.hm_reflect_md5 (x int);\n\
+                 COMMENT ON TABLE public.hm_reflect_md5 IS {md5};",
                 canary = quote_literal(CANARY),
+                reader_pw = quote_literal(READER_PW),
+                md5 = quote_literal(&pg_md5_verifier(READER_PW, "reader")),
             ),
         );
         if available("postgres_fdw") {
@@ -361,8 +400,12 @@ impl My {
              CREATE USER hm_admin@'%' IDENTIFIED BY {admin_pw};\n\
              GRANT ALL PRIVILEGES ON *.* TO hm_admin@'%' WITH GRANT OPTION;\n\
              CREATE USER hm_filer@'%' IDENTIFIED BY {files_pw};\n\
-             GRANT SELECT, FILE ON *.* TO hm_filer@'%';",
+             GRANT SELECT, FILE ON *.* TO hm_filer@'%';\n\
+             CREATE TABLE shop.hm_reflect_pw (x INT) COMMENT {reader_pw};\n\
+             CREATE TABLE shop.hm_reflect_native (x INT) COMMENT {native};",
             canary = airlock_tests::mariadb::quote(CANARY),
+            reader_pw = airlock_tests::mariadb::quote(READER_PW),
+            native = airlock_tests::mariadb::quote(&mysql_native_verifier(READER_PW)),
             admin_pw = airlock_tests::mariadb::quote(ADMIN_PW),
             files_pw = airlock_tests::mariadb::quote(FILES_PW),
         ));
@@ -534,12 +577,13 @@ async fn observe(rt: &Runtime, target: &dyn Target, case: &SqlCase) -> Observati
     };
     let cfg = ws.config(&format!(
         "[source]\nplugin = \"{}\"\n{source}\n\n[source.options]\nmode = \"sql-query\"\n\
-         driver = \"{}\"\nstatement = {}\n\n[sink]\nkind = \"local\"\ndir = \"out\"\n\n\
+         driver = \"{}\"\nstatement = {}\ntransforms = {}\n\n[sink]\nkind = \"local\"\ndir = \"out\"\n\n\
          [limits]\ndeadline_s = 30\nquery_timeout_s = 5\n\n{grant}",
         plugin_path.display(),
         target.driver(),
         // A JSON string is a valid TOML basic string.
         serde_json::to_string(&statement).unwrap(),
+        case.transforms,
     ));
     let before: Vec<usize> = target.logs().iter().map(String::len).collect();
     let started = Instant::now();
@@ -1298,6 +1342,21 @@ fn pg_cases() -> Vec<SqlCase> {
         )
         .login(AdminFlagged)
         .leak("SCRAM-SHA-256$"),
+        // --- secrets the server hands back ----------------------------------------------------
+        passes(
+            "sql_pg_reflected_password_is_withheld",
+            "SELECT obj_description(c.oid, 'pg_class') AS hm_pg_r1 FROM pg_catalog.pg_class c WHERE c.relname = 'hm_reflect_pw'",
+            "hm_pg_r1",
+            "[airlock:secret-withheld]",
+        )
+        .reflects(READER_PW),
+        passes(
+            "sql_pg_reflected_md5_verifier_is_withheld",
+            "SELECT obj_description(c.oid, 'pg_class') AS hm_pg_r2 FROM pg_catalog.pg_class c WHERE c.relname = 'hm_reflect_md5'",
+            "hm_pg_r2",
+            "[airlock:secret-withheld]",
+        )
+        .reflects(&pg_md5_verifier(READER_PW, "reader")),
     ]
 }
 
@@ -1687,6 +1746,21 @@ fn my_cases() -> Vec<SqlCase> {
             "SELECT COUNT(*) FROM mysql.user WHERE User = 'hm_my_s7'",
             "0",
         ),
+        // --- secrets the server hands back ----------------------------------------------------
+        passes(
+            "sql_mysql_reflected_password_is_withheld",
+            "SELECT TABLE_COMMENT AS hm_my_r1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop' AND TABLE_NAME = 'hm_reflect_pw'",
+            "hm_my_r1",
+            "[airlock:secret-withheld]",
+        )
+        .reflects(READER_PW),
+        passes(
+            "sql_mysql_reflected_native_verifier_is_withheld",
+            "SELECT TABLE_COMMENT AS hm_my_r2 FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop' AND TABLE_NAME = 'hm_reflect_native'",
+            "hm_my_r2",
+            "[airlock:secret-withheld]",
+        )
+        .reflects(&mysql_native_verifier(READER_PW)),
     ]
 }
 

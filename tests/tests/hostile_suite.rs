@@ -1751,11 +1751,27 @@ async fn a_huge_error_message_is_cut_and_cleaned() {
 // ---------------------------------------------------------------------------------------------
 // Exfiltration of a secret the source reflected back
 
+/// What the inbound filter puts where a source sent a secret of the run back.
+const WITHHELD: &str = "[airlock:secret-withheld]";
+
 /// A token credential whose server echoes the request head (with the host's `authorization`
-/// header) as the body: the plugin now holds the token and tries to get it out `via`.
+/// header) as the body: the inbound filter withholds the token, so the plugin tries to get out
+/// `via` only what it received.
 async fn leak(
     case: &mut Case,
     via: &str,
+) -> (
+    Result<airlock::run::RunReport, airlock::run::RunError>,
+    Arc<hostile_report::Observed>,
+    Workspace,
+) {
+    leak_with(case, via, "").await
+}
+
+async fn leak_with(
+    case: &mut Case,
+    via: &str,
+    options: &str,
 ) -> (
     Result<airlock::run::RunReport, airlock::run::RunError>,
     Arc<hostile_report::Observed>,
@@ -1770,7 +1786,7 @@ async fn leak(
         &ws,
         &format!("credential = \"{guid}\"\nauth = {{ allow_cleartext = true }}"),
         &format!(
-            "mode = \"leak\"\nvia = \"{via}\"\nbase = \"http://127.0.0.1:{}/\"\ncredential = true",
+            "mode = \"leak\"\nvia = \"{via}\"\nbase = \"http://127.0.0.1:{}/\"\ncredential = true\n{options}",
             echo.port
         ),
         &with_network(&[format!("127.0.0.1:{}", echo.port)]),
@@ -1794,8 +1810,58 @@ async fn leak(
     for r in home.inner().state().runs(10).unwrap() {
         assert!(!r.error.unwrap_or_default().contains(TOKEN));
     }
+    let reflected: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "secret-reflected")
+        .collect();
+    assert_eq!(
+        reflected.len(),
+        1,
+        "one secret-reflected audit entry: {audit:?}"
+    );
+    assert_eq!(
+        reflected[0].destination.as_deref(),
+        Some(format!("127.0.0.1:{}", echo.port).as_str())
+    );
     assert_host_healthy(&rt).await;
     (result, observed, ws)
+}
+
+/// Asserts a published run holds no transform of `secret` anywhere, and that the characters
+/// the plugin emitted one per asset do not spell it either.
+fn assert_no_transform_published(run_dir: &std::path::Path, secret: &str) {
+    let forms = airlock_tests::secret_transforms(secret);
+    for file in airlock_tests::all_files(run_dir) {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for form in &forms {
+            assert!(
+                !text.contains(form.as_str()),
+                "{} holds a transform of the secret: {form}",
+                file.display()
+            );
+        }
+    }
+    let tables = read_jsonl(run_dir, "table");
+    let mut chars: Vec<(String, String)> = tables
+        .iter()
+        .filter(|t| t["path"][1] == "c")
+        .map(|t| {
+            (
+                t["path"][2].as_str().unwrap().to_string(),
+                t["attributes"]["comment"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    chars.sort();
+    let spelled: String = chars.into_iter().map(|(_, c)| c).collect();
+    assert!(
+        !spelled.contains(secret),
+        "one character per asset spells it"
+    );
+    assert!(
+        spelled.starts_with(WITHHELD),
+        "the plugin received only the marker: {spelled}"
+    );
 }
 
 #[tokio::test]
@@ -1804,15 +1870,17 @@ async fn a_secret_written_to_the_log_is_redacted() {
         "a_secret_written_to_the_log_is_redacted",
         file!(),
         "logs a response body in which the source reflected the bearer token",
-        "the run completes; the log line shows [redacted] in place of the token",
+        "the run completes; the plugin received the marker in place of the token, and logged it",
     );
     let (result, observed, _ws) = leak(&mut case, "log").await;
-    verify_run_dir(&result.expect("logging is allowed").output_dir);
+    let report = result.expect("logging is allowed");
+    verify_run_dir(&report.output_dir);
+    assert_eq!(report.manifest.secrets_withheld, 1);
     let lines = observed.lines();
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("leaking") && l.contains("[redacted]")),
+            .any(|l| l.starts_with("leaking") && l.contains(WITHHELD)),
         "{lines:?}"
     );
 }
@@ -1823,29 +1891,105 @@ async fn a_secret_in_an_error_string_is_redacted() {
         "a_secret_in_an_error_string_is_redacted",
         file!(),
         "returns the reflected token inside its error message",
-        "plugin-error (source) with [redacted] in place of the token; in the run record too",
+        "plugin-error (source) quoting the marker it received in place of the token",
     );
     let (result, _, ws) = leak(&mut case, "error").await;
     let err = result.expect_err("the plugin's error fails the run");
     assert_eq!(err.kind(), "plugin-error", "{err}");
-    assert!(err.to_string().contains("[redacted]"), "{err}");
+    assert!(err.to_string().contains(WITHHELD), "{err}");
     assert!(!err.to_string().contains(TOKEN));
     assert_nothing_published(&ws);
 }
 
 #[tokio::test]
-async fn a_secret_in_an_emitted_asset_is_quarantined() {
+async fn a_reflected_secret_never_reaches_the_plugin() {
     let mut case = Case::new(
-        "a_secret_in_an_emitted_asset_is_quarantined",
+        "a_reflected_secret_never_reaches_the_plugin",
         file!(),
-        "emits the reflected token as an attribute",
-        "secret-detected: the asset is quarantined and the run fails; nothing published",
+        "emits the response in which the source reflected the bearer token as an attribute",
+        "the inbound filter withholds the token: the asset carries the marker, counted in the manifest and audited",
     );
-    let (result, _, ws) = leak(&mut case, "emit").await;
-    let err = result.expect_err("the outbound scan fails the run");
+    let (result, _, _ws) = leak(&mut case, "emit").await;
+    let report = result.expect("the plugin received no secret, so nothing stops the run");
+    let attrs = probe_of(&report);
+    assert!(
+        attrs["result"].as_str().unwrap().contains(WITHHELD),
+        "{attrs}"
+    );
+    assert_eq!(report.manifest.secrets_withheld, 1);
+}
+
+#[tokio::test]
+async fn a_reflected_secret_transformed_every_way_is_not_published() {
+    let mut case = Case::new(
+        "a_reflected_secret_transformed_every_way_is_not_published",
+        file!(),
+        "takes the bearer token an echoing source reflects and emits it reversed, rot13, base32, \
+         case-swapped, %XX-encoded, split over two fields and two assets, one character per asset",
+        "the plugin received the marker, not the token: no form or piece of the token is published",
+    );
+    let (result, _, _ws) = leak(&mut case, "transforms").await;
+    let report = result.expect("the run completes");
+    verify_run_dir(&report.output_dir);
+    assert_no_transform_published(&report.output_dir, TOKEN);
+    assert!(report.manifest.secrets_withheld >= 1);
+    case.actual(format!(
+        "completed; {} reflected occurrences withheld, no transform published",
+        report.manifest.secrets_withheld
+    ));
+}
+
+#[tokio::test]
+async fn a_secret_split_across_streamed_reads_is_withheld() {
+    let mut case = Case::new(
+        "a_secret_split_across_streamed_reads_is_withheld",
+        file!(),
+        "streams the echoing response in 7-byte reads, so the reflected token crosses reads, and emits transforms of it",
+        "the filter holds back a tail between reads: the token is withheld whole; nothing of it published",
+    );
+    let (result, _, _ws) = leak_with(&mut case, "transforms", "stream = true\npiece = 7").await;
+    let report = result.expect("the run completes");
+    assert_no_transform_published(&report.output_dir, TOKEN);
+    assert!(report.manifest.secrets_withheld >= 1);
+    case.actual(format!(
+        "completed; {} withheld in the streamed body",
+        report.manifest.secrets_withheld
+    ));
+}
+
+#[tokio::test]
+async fn a_reflected_secret_fails_the_run_when_the_workflow_says_so() {
+    let mut case = Case::new(
+        "a_reflected_secret_fails_the_run_when_the_workflow_says_so",
+        file!(),
+        "emits what an echoing source sent, under filters.on_reflected_secret = \"fail\"",
+        "secret-detected: the call fails, the run fails, nothing published",
+    );
+    let rt = runtime();
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    let echo = TestServer::start_or_hang(http_ok);
+    let guid = token_credential(&home, &[format!("127.0.0.1:{}", echo.port)]);
+    let cfg = suite_config(
+        &ws,
+        &format!("credential = \"{guid}\"\nauth = {{ allow_cleartext = true }}"),
+        &format!(
+            "mode = \"leak\"\nvia = \"emit\"\nbase = \"http://127.0.0.1:{}/\"\ncredential = true",
+            echo.port
+        ),
+        &format!(
+            "{}\n[filters]\non_reflected_secret = \"fail\"",
+            with_network(&[format!("127.0.0.1:{}", echo.port)])
+        ),
+    );
+    let (result, _) = run_observed(&rt, &cfg, Some(&home)).await;
+    let err = result.expect_err("the reflected secret fails the run");
+    case.failed(&err);
     assert_eq!(err.kind(), "secret-detected", "{err}");
+    assert!(err.to_string().contains("on_reflected_secret"), "{err}");
     assert!(!err.to_string().contains(TOKEN));
     assert_nothing_published(&ws);
+    assert_host_healthy(&rt).await;
 }
 
 #[tokio::test]
@@ -1854,12 +1998,12 @@ async fn a_secret_in_a_panic_message_is_redacted() {
         "a_secret_in_a_panic_message_is_redacted",
         file!(),
         "panics with the reflected token in the message (stderr is quoted in the error)",
-        "plugin-crashed; the quoted stderr shows [redacted] in place of the token",
+        "plugin-crashed; the quoted stderr shows the marker the plugin received in place of the token",
     );
     let (result, _, ws) = leak(&mut case, "panic").await;
     let err = result.expect_err("a panic fails the run");
     assert_eq!(err.kind(), "plugin-crashed", "{err}");
-    assert!(err.to_string().contains("[redacted]"), "{err}");
+    assert!(err.to_string().contains(WITHHELD), "{err}");
     assert!(!err.to_string().contains(TOKEN));
     assert_nothing_published(&ws);
 }
@@ -1870,7 +2014,7 @@ async fn a_secret_written_to_stderr_is_redacted() {
         "a_secret_written_to_stderr_is_redacted",
         file!(),
         "prints the reflected token to stderr, then fails",
-        "plugin-error; the stderr line in the log shows [redacted] in place of the token",
+        "plugin-error; the stderr line in the log shows the marker the plugin received in place of the token",
     );
     let (result, observed, ws) = leak(&mut case, "stderr").await;
     let err = result.expect_err("the plugin fails");
@@ -1879,7 +2023,7 @@ async fn a_secret_written_to_stderr_is_redacted() {
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("[stderr] leaking") && l.contains("[redacted]")),
+            .any(|l| l.starts_with("[stderr] leaking") && l.contains(WITHHELD)),
         "{lines:?}"
     );
     assert_nothing_published(&ws);

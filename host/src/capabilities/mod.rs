@@ -3,5 +3,6 @@
 
 pub mod credentials;
 pub mod http;
+pub mod inbound;
 pub mod log;
 pub mod sql;

@@ -39,6 +39,10 @@ pub struct Manifest {
     pub totals: KindCounts,
     /// The output files with their sizes and SHA-256.
     pub files: Vec<SpooledFile>,
+    /// Secrets of this run a source sent back, withheld from the plugin by the inbound
+    /// filter (each occurrence counted; none of them reached the plugin).
+    #[serde(default)]
+    pub secrets_withheld: u64,
     /// Non-fatal problems reported by the plugin or the pipeline.
     pub warnings: Vec<String>,
 }

@@ -3,13 +3,18 @@
 //! inside a longer base64 text), hex (lower and upper case), URL-encoded and JSON-escaped (once
 //! and twice). One multi-pattern automaton (`aho-corasick`) searches all forms in one pass.
 //!
+//! The same scanner is the run's *inbound* filter ([`crate::capabilities::inbound`]): every
+//! byte a host capability hands to the plugin is searched for the same forms, plus the
+//! verifiers a database stores for a login ([`OutboundScanner::register_login`]), and each hit
+//! is replaced by [`WITHHELD`] before the plugin sees it.
+//!
 //! The scanner belongs to one run: the SQL login registers each secret right after resolving
 //! it, and the scanner is dropped with the run. The encoded forms are kept in zeroizing
 //! buffers; the automaton's own tables, which encode the same bytes, are freed with the run.
 
 use std::sync::RwLock;
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine;
 use zeroize::Zeroizing;
 
@@ -17,6 +22,9 @@ use crate::secrets::SecretString;
 
 /// Forms shorter than this are not searched: they would match ordinary text.
 pub const MIN_FORM_BYTES: usize = 4;
+
+/// What replaces a secret the inbound filter finds in what a source sent.
+pub const WITHHELD: &str = "[airlock:secret-withheld]";
 
 pub(crate) struct Form {
     pub(crate) bytes: Zeroizing<Vec<u8>>,
@@ -27,6 +35,7 @@ pub(crate) struct Form {
 struct ScanState {
     forms: Vec<Form>,
     automaton: Option<AhoCorasick>,
+    longest: usize,
 }
 
 /// The per-run outbound scanner.
@@ -67,11 +76,123 @@ impl OutboundScanner {
                 state.forms.push(form);
             }
         }
-        // A DFA: a run has few secrets (tens of forms), and every output line is searched.
+        Self::rebuild(&mut state);
+    }
+
+    /// Adds the verifiers a database keeps for the login `user` with password `secret`, which
+    /// log in (PostgreSQL `md5`) or are cracked (MySQL/MariaDB `mysql_native_password`) like
+    /// the password itself: `md5` + hex(MD5(password ‖ user)), `*` + hex(SHA1(SHA1(password)))
+    /// (each also without its prefix, in either case), and base64 of `user:password` as HTTP
+    /// basic authentication sends it.
+    pub fn register_login(&self, user: &str, secret: &SecretString) {
+        use md5::Md5;
+        use sha1::{Digest, Sha1};
+        let password = secret.expose().as_bytes();
+        if password.is_empty() {
+            return;
+        }
+        let mut verifiers: Vec<(Zeroizing<Vec<u8>>, &'static str)> = Vec::new();
+        let mut pg = Md5::new();
+        pg.update(password);
+        pg.update(user.as_bytes());
+        let pg = Zeroizing::new(hex::encode(pg.finalize()).into_bytes());
+        let native = Sha1::digest(Sha1::digest(password));
+        let native = Zeroizing::new(hex::encode_upper(native).into_bytes());
+        for (prefix, digest, name) in [
+            (&b"md5"[..], pg, "postgres-md5-verifier"),
+            (&b"*"[..], native, "mysql-native-verifier"),
+        ] {
+            let mut lower = Zeroizing::new(digest.to_vec());
+            lower.make_ascii_lowercase();
+            let mut upper = Zeroizing::new(digest.to_vec());
+            upper.make_ascii_uppercase();
+            let mut prefixed = Zeroizing::new(prefix.to_vec());
+            prefixed.extend_from_slice(&digest);
+            verifiers.push((prefixed, name));
+            verifiers.push((lower, name));
+            verifiers.push((upper, name));
+        }
+        if !user.is_empty() {
+            let mut pair = Zeroizing::new(Vec::with_capacity(user.len() + 1 + password.len()));
+            pair.extend_from_slice(user.as_bytes());
+            pair.push(b':');
+            pair.extend_from_slice(password);
+            for engine in [
+                &base64::engine::general_purpose::STANDARD,
+                &base64::engine::general_purpose::URL_SAFE,
+            ] {
+                verifiers.push((
+                    Zeroizing::new(engine.encode(&pair[..]).into_bytes()),
+                    "base64",
+                ));
+            }
+        }
+        let Ok(mut state) = self.state.write() else {
+            return;
+        };
+        for (bytes, encoding) in verifiers {
+            if !state.forms.iter().any(|f| f.bytes[..] == bytes[..]) {
+                state.forms.push(Form { bytes, encoding });
+            }
+        }
+        Self::rebuild(&mut state);
+    }
+
+    fn rebuild(state: &mut ScanState) {
+        // A DFA: a run has few secrets (tens of forms), and every output line and every byte
+        // a source sends is searched. Leftmost-longest, so a replacement takes the longest
+        // form at a position (a verifier with its prefix rather than without).
         state.automaton = AhoCorasick::builder()
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .match_kind(MatchKind::LeftmostLongest)
             .build(state.forms.iter().map(|f| &f.bytes[..]))
             .ok();
+        state.longest = state.forms.iter().map(|f| f.bytes.len()).max().unwrap_or(0);
+    }
+
+    /// Bytes of the longest registered form (0 when none): a stream is searched with this many
+    /// bytes minus one held back between pieces.
+    pub fn longest_form(&self) -> usize {
+        self.state.read().map(|s| s.longest).unwrap_or(0)
+    }
+
+    /// Replaces every registered form found in `bytes` with [`WITHHELD`]. `None` when nothing
+    /// was found; otherwise the new bytes, the encoding of the first hit and the number of
+    /// hits.
+    pub fn withhold(&self, bytes: &[u8]) -> Option<(Vec<u8>, &'static str, usize)> {
+        let Ok(state) = self.state.read() else {
+            // A poisoned lock cannot vouch for anything: withhold everything.
+            return Some((WITHHELD.as_bytes().to_vec(), "unknown", 1));
+        };
+        let automaton = state.automaton.as_ref()?;
+        let mut out: Option<Vec<u8>> = None;
+        let mut first = "";
+        let mut count = 0;
+        let mut last = 0;
+        for m in automaton.find_iter(bytes) {
+            let buf = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
+            if count == 0 {
+                first = state.forms[m.pattern().as_usize()].encoding;
+            }
+            count += 1;
+            buf.extend_from_slice(&bytes[last..m.start()]);
+            buf.extend_from_slice(WITHHELD.as_bytes());
+            last = m.end();
+        }
+        let mut buf = out?;
+        buf.extend_from_slice(&bytes[last..]);
+        Some((buf, first, count))
+    }
+
+    /// The start of the first match that begins before `cut` and ends after it, if any: a
+    /// stream must hold back from there.
+    pub fn straddling(&self, bytes: &[u8], cut: usize) -> Option<usize> {
+        let state = self.state.read().ok()?;
+        let automaton = state.automaton.as_ref()?;
+        automaton
+            .find_iter(bytes)
+            .find(|m| m.start() < cut && m.end() > cut)
+            .map(|m| m.start())
     }
 
     /// Whether any secret was registered.

@@ -53,16 +53,42 @@ macro_rules! shared_host_impl {
             }
         }
 
-        fn wit_error(e: SqlError) -> types::Error {
+        /// A SQL error as the plugin receives it: redacted, and through the inbound filter (a
+        /// server's error message may quote what it was sent).
+        fn wit_error(
+            inbound: &crate::capabilities::inbound::InboundFilter,
+            destination: &str,
+            e: SqlError,
+        ) -> types::Error {
             // Driver messages are sanitized already; redaction is the second line of defence.
+            let f = |m: String| {
+                inbound
+                    .text(m, "sql errors", destination)
+                    .unwrap_or_else(|reflected| reflected)
+            };
             match redact_error(e) {
-                SqlError::InvalidConfig(m) => types::Error::InvalidConfig(m),
-                SqlError::Denied(m) => types::Error::Denied(m),
-                SqlError::Unavailable(m) => types::Error::Unavailable(m),
-                SqlError::Source(m) => types::Error::Source(m),
-                SqlError::Limit(m) => types::Error::Limit(m),
-                SqlError::Refused(r) => types::Error::Denied(r.to_string()),
+                SqlError::InvalidConfig(m) => types::Error::InvalidConfig(f(m)),
+                SqlError::Denied(m) => types::Error::Denied(f(m)),
+                SqlError::Unavailable(m) => types::Error::Unavailable(f(m)),
+                SqlError::Source(m) => types::Error::Source(f(m)),
+                SqlError::Limit(m) => types::Error::Limit(f(m)),
+                SqlError::Refused(r) => types::Error::Denied(f(r.to_string())),
             }
+        }
+
+        /// A value as the plugin receives it: text and bytes through the inbound filter.
+        fn inbound_value(
+            inbound: &crate::capabilities::inbound::InboundFilter,
+            destination: &str,
+            v: DbValue,
+        ) -> Result<sql::SqlValue, String> {
+            Ok(match v {
+                DbValue::Text(s) => sql::SqlValue::Text(inbound.text(s, "sql rows", destination)?),
+                DbValue::Bytes(b) => {
+                    sql::SqlValue::Bytes(inbound.bytes(b, "sql rows", destination)?)
+                }
+                other => to_wit_value(other),
+            })
         }
 
         fn from_wit_value(v: sql::SqlValue) -> DbValue {
@@ -101,11 +127,11 @@ macro_rules! shared_host_impl {
                     sql::Driver::Sqlite => {
                         let path = match self.sql.check_sqlite_path(&target.address) {
                             Ok(p) => p,
-                            Err(e) => return Ok(Err(wit_error(e))),
+                            Err(e) => return Ok(Err(wit_error(&self.inbound, &target.address, e))),
                         };
                         match crate::capabilities::sql::sqlite::SqliteDb::open(&path, &self.sql.grants) {
                             Ok(db) => SqlConnection::Sqlite(db),
-                            Err(e) => return Ok(Err(wit_error(e))),
+                            Err(e) => return Ok(Err(wit_error(&self.inbound, &target.address, e))),
                         }
                     }
                     sql::Driver::Postgres | sql::Driver::Mysql => {
@@ -138,7 +164,7 @@ macro_rules! shared_host_impl {
                             .await
                         {
                             Ok(conn) => conn,
-                            Err(e) => return Ok(Err(wit_error(e))),
+                            Err(e) => return Ok(Err(wit_error(&self.inbound, &target.address, e))),
                         }
                     }
                 };
@@ -156,6 +182,7 @@ macro_rules! shared_host_impl {
                 let params = params.into_iter().map(from_wit_value).collect();
                 let policy = self.sql.clone();
                 let conn = self.table.get(&this)?;
+                let destination = conn.destination();
                 match conn.query(&policy, statement, params).await {
                     Ok(rows) => {
                         let bytes = rows.buffered_bytes();
@@ -173,7 +200,7 @@ macro_rules! shared_host_impl {
                         }
                         Ok(Ok(rows))
                     }
-                    Err(e) => Ok(Err(wit_error(e))),
+                    Err(e) => Ok(Err(wit_error(&self.inbound, &destination, e))),
                 }
             }
 
@@ -185,14 +212,21 @@ macro_rules! shared_host_impl {
 
         impl sql::HostRows for RunState {
             async fn columns(&mut self, this: Resource<SqlRows>) -> wasmtime::Result<Vec<sql::ColumnInfo>> {
-                Ok(self
-                    .table
-                    .get(&this)?
+                let rows = self.table.get(&this)?;
+                // Column names are chosen by the statement (`AS ...`) and may quote what the
+                // server holds: they pass the inbound filter like the values (this call has no
+                // error channel; in `fail` mode the run fails at its end).
+                let f = |t: &String| {
+                    self.inbound
+                        .text(t.clone(), "sql columns", &rows.destination)
+                        .unwrap_or_else(|_| crate::pipeline::scan::WITHHELD.to_string())
+                };
+                Ok(rows
                     .columns
                     .iter()
                     .map(|(name, type_name)| sql::ColumnInfo {
-                        name: name.clone(),
-                        type_name: type_name.clone(),
+                        name: f(name),
+                        type_name: f(type_name),
                     })
                     .collect())
             }
@@ -203,15 +237,23 @@ macro_rules! shared_host_impl {
                 max: u32,
             ) -> WitResult<Option<Vec<Vec<sql::SqlValue>>>> {
                 let call_bytes = self.call_bytes;
+                let inbound = self.inbound.clone();
                 let rows = self.table.get_mut(&this)?;
+                let destination = rows.destination.clone();
                 Ok(match rows.next_batch(max, call_bytes).await {
-                    Ok(batch) => Ok(batch.map(|batch| {
-                        batch
+                    Ok(None) => Ok(None),
+                    Ok(Some(batch)) => {
+                        let converted: Result<Vec<Vec<sql::SqlValue>>, String> = batch
                             .into_iter()
-                            .map(|row| row.into_iter().map(to_wit_value).collect())
-                            .collect()
-                    })),
-                    Err(e) => Err(wit_error(e)),
+                            .map(|row| {
+                                row.into_iter()
+                                    .map(|v| inbound_value(&inbound, &destination, v))
+                                    .collect()
+                            })
+                            .collect();
+                        converted.map(Some).map_err(types::Error::Denied)
+                    }
+                    Err(e) => Err(wit_error(&inbound, &destination, e)),
                 })
             }
 

@@ -53,6 +53,8 @@ pub struct RunState {
     /// them together may not exceed the per-query result limit, so a plugin cannot pile up
     /// results in host memory by keeping many rows handles alive.
     pub(crate) sql_held: std::collections::HashMap<u32, usize>,
+    /// Every byte a capability hands the plugin passes it (reflected secrets are withheld).
+    pub(crate) inbound: std::sync::Arc<crate::capabilities::inbound::InboundFilter>,
     /// The first failure a host call raised (the trap that follows carries it too).
     pub(crate) failure: Option<String>,
     pub(crate) stdout: MemoryOutputPipe,
@@ -98,6 +100,7 @@ impl RunState {
             http_stream_bytes: limits.http_stream_mb.saturating_mul(1 << 20),
             http_bodies_open: 0,
             sql_held: std::collections::HashMap::new(),
+            inbound: std::sync::Arc::new(crate::capabilities::inbound::InboundFilter::disarmed()),
             failure: None,
             stdout,
             stderr,
@@ -107,6 +110,16 @@ impl RunState {
     /// Enables network SQL logins for this run.
     pub fn with_login(mut self, login: Option<SqlLogin>) -> Self {
         self.login = login;
+        self
+    }
+
+    /// Passes everything the SQL capability hands the plugin through `inbound` (the HTTP
+    /// capability gets the same filter with [`crate::capabilities::http::HttpAccess`]).
+    pub fn with_inbound(
+        mut self,
+        inbound: std::sync::Arc<crate::capabilities::inbound::InboundFilter>,
+    ) -> Self {
+        self.inbound = inbound;
         self
     }
 

@@ -319,6 +319,10 @@ impl StateStore {
         output: Option<&str>,
         error: Option<&str>,
     ) -> Result<(), StateError> {
+        // Error text quotes plugins and servers: it passes the redactor every log line does.
+        let redactor = crate::secrets::redact::Redactor::global();
+        let error = error.map(|e| redactor.redact(e).into_owned());
+        let output = output.map(|o| redactor.redact(o).into_owned());
         self.conn().execute(
             "UPDATE runs SET finished_at = ?2, status = ?3, output = ?4, error = ?5 WHERE id = ?1",
             params![id, now(), status, output, error],

@@ -21,6 +21,7 @@ use reqwest::Url;
 use self::auth::{Auth, HttpAuthSettings};
 use self::policy::{NetworkPolicy, PolicyResolver, RequestRefusal, RequestShape};
 use crate::capabilities::credentials::CredentialBinding;
+use crate::capabilities::inbound::{InboundFilter, InboundStream};
 use crate::home::destination_matches;
 use crate::pipeline::scan::OutboundScanner;
 use crate::secrets::redact::Redactor;
@@ -119,6 +120,8 @@ pub struct HttpAccess {
     state: Option<Arc<StateStore>>,
     audit: RunAudit,
     scanner: Option<Arc<OutboundScanner>>,
+    /// Every header and body byte passes it before the plugin sees it.
+    inbound: Arc<InboundFilter>,
 }
 
 impl HttpAccess {
@@ -150,7 +153,14 @@ impl HttpAccess {
             state,
             audit,
             scanner,
+            inbound: Arc::new(InboundFilter::disarmed()),
         })
+    }
+
+    /// Passes every response through `inbound` before the plugin sees it.
+    pub fn with_inbound(mut self, inbound: Arc<InboundFilter>) -> Self {
+        self.inbound = inbound;
+        self
     }
 
     fn deny(
@@ -339,6 +349,9 @@ impl HttpAccess {
         Redactor::global().register(&secret);
         if let Some(scanner) = &self.scanner {
             scanner.register(&secret);
+            if let Some(user) = record.username.as_deref() {
+                scanner.register_login(user, &secret);
+            }
         }
         self.audit
             .record("resolve", "ok", Some(guid), Some(&address), None);
@@ -593,14 +606,15 @@ impl HttpClient {
             .send_head(req, max_bytes)
             .await
             .map_err(HttpError::redacted)?;
-        let mut body = HttpBody::new(head.resp, max_bytes as u64);
+        let headers = self.inbound_headers(&head)?;
+        let mut body = self.body(head, max_bytes as u64);
         let mut out = Vec::new();
         while let Some(chunk) = body.read(max_bytes).await? {
             out.extend_from_slice(&chunk);
         }
         Ok(HttpResponse {
-            status: head.status,
-            headers: head.headers,
+            status: body.status,
+            headers,
             body: out,
         })
     }
@@ -618,11 +632,47 @@ impl HttpClient {
             .send_head(req, max_bytes)
             .await
             .map_err(HttpError::redacted)?;
-        Ok((
-            head.status,
-            head.headers,
-            HttpBody::new(head.resp, max_total),
-        ))
+        let headers = self.inbound_headers(&head)?;
+        let body = self.body(head, max_total);
+        Ok((body.status, headers, body))
+    }
+
+    /// The response headers as the plugin may see them: every name and value through the
+    /// inbound secret filter.
+    fn inbound_headers(&self, head: &Head) -> Result<Vec<(String, String)>, HttpError> {
+        let filter = &self.access.inbound;
+        let destination = destination_of(head.resp.url());
+        if !filter.is_armed() {
+            return Ok(head.headers.clone());
+        }
+        head.headers
+            .iter()
+            .map(|(k, v)| {
+                Ok((
+                    filter
+                        .text(k.clone(), "http headers", &destination)
+                        .map_err(HttpError::Denied)?,
+                    filter
+                        .text(v.clone(), "http headers", &destination)
+                        .map_err(HttpError::Denied)?,
+                ))
+            })
+            .collect()
+    }
+
+    fn body(&self, head: Head, max_total: u64) -> HttpBody {
+        HttpBody {
+            destination: destination_of(head.resp.url()),
+            status: head.status,
+            resp: head.resp,
+            ready: Vec::new(),
+            offset: 0,
+            read: 0,
+            max_total,
+            done: false,
+            inbound: self.access.inbound.clone(),
+            stream: InboundStream::default(),
+        }
     }
 
     /// Sends one request (following redirects, authenticating at its own origin) and returns
@@ -893,27 +943,33 @@ struct Head {
     resp: reqwest::Response,
 }
 
-/// The body of a response, read in pieces and bounded in total.
+/// `host:port` of a URL, as the audit log names destinations.
+fn destination_of(url: &Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
+
+/// The body of a response, read in pieces, bounded in total, and passed through the inbound
+/// secret filter (with a held-back tail, so a secret split across network reads is found).
 pub struct HttpBody {
     resp: reqwest::Response,
-    /// Bytes of the last chunk not handed out yet.
-    pending: bytes::Bytes,
+    status: u16,
+    destination: String,
+    /// Filtered bytes not handed out yet (from `offset`).
+    ready: Vec<u8>,
+    offset: usize,
+    /// Bytes received from the network.
     read: u64,
     max_total: u64,
     done: bool,
+    inbound: Arc<InboundFilter>,
+    stream: InboundStream,
 }
 
 impl HttpBody {
-    fn new(resp: reqwest::Response, max_total: u64) -> Self {
-        HttpBody {
-            resp,
-            pending: bytes::Bytes::new(),
-            read: 0,
-            max_total,
-            done: false,
-        }
-    }
-
     fn too_large(&self) -> HttpError {
         HttpError::Limit(format!(
             "response body exceeds the limit of {} bytes",
@@ -933,26 +989,32 @@ impl HttpBody {
             return Err(self.too_large());
         }
         let max = max.max(1);
-        while self.pending.is_empty() {
+        while self.offset >= self.ready.len() {
             if self.done {
                 return Ok(None);
             }
-            match self
+            let chunk = self
                 .resp
                 .chunk()
                 .await
-                .map_err(|e| HttpError::Unavailable(describe(e)).redacted())?
-            {
-                Some(chunk) => self.pending = chunk,
-                None => self.done = true,
+                .map_err(|e| HttpError::Unavailable(describe(e)).redacted())?;
+            let last = chunk.is_none();
+            let chunk = chunk.unwrap_or_default();
+            if self.read + chunk.len() as u64 > self.max_total {
+                return Err(self.too_large());
             }
+            self.read += chunk.len() as u64;
+            self.done = last;
+            self.ready = self
+                .stream
+                .push(&self.inbound, &chunk, last, "http body", &self.destination)
+                .map_err(HttpError::Denied)?;
+            self.offset = 0;
         }
-        let n = self.pending.len().min(max);
-        if self.read + n as u64 > self.max_total {
-            return Err(self.too_large());
-        }
-        self.read += n as u64;
-        Ok(Some(self.pending.split_to(n).to_vec()))
+        let n = (self.ready.len() - self.offset).min(max);
+        let out = self.ready[self.offset..self.offset + n].to_vec();
+        self.offset += n;
+        Ok(Some(out))
     }
 }
 
@@ -1000,6 +1062,7 @@ impl HttpAccess {
         home: Option<&crate::home::Home>,
         audit: RunAudit,
         scanner: &Arc<OutboundScanner>,
+        inbound: &Arc<InboundFilter>,
     ) -> Result<Option<Self>, HttpError> {
         let network = &cfg.config.network;
         if network.allow.is_empty() && !network.ca_files.is_empty() {
@@ -1018,7 +1081,8 @@ impl HttpAccess {
             home.map(|h| h.state().clone()),
             audit.clone(),
             Some(scanner.clone()),
-        )?;
+        )?
+        .with_inbound(inbound.clone());
         if let Some(guid) = &network.client_cert {
             if network.allow.is_empty() {
                 return Err(HttpError::InvalidConfig(

@@ -193,6 +193,9 @@ impl SqlLogin {
             Redactor::global().register(&secret);
             if let Some(scanner) = &self.scanner {
                 scanner.register(&secret);
+                // The verifiers the server stores for this login (readable through a catalog
+                // a plugin may query, or reflected by a hostile server) are withheld too.
+                scanner.register_login(record.username.as_deref().unwrap_or(""), &secret);
             }
             self.audit
                 .record("resolve", "ok", Some(guid), Some(&shown), None);

@@ -133,6 +133,15 @@ pub enum SqlConnection {
 }
 
 impl SqlConnection {
+    /// Where the connection goes, as the audit log names it.
+    pub fn destination(&self) -> String {
+        match self {
+            SqlConnection::Sqlite(db) => format!("sqlite:{}", db.name()),
+            SqlConnection::Mysql(db) => db.target().to_string(),
+            SqlConnection::Postgres { db, database } => format!("{}/{database}", db.target()),
+        }
+    }
+
     /// What the login may do beyond reading the catalog (empty for SQLite files).
     pub fn privileges(&self) -> &[String] {
         match self {
@@ -202,6 +211,9 @@ pub struct ConnectParams {
 pub struct SqlRows {
     /// Column names and declared types.
     pub columns: Vec<(String, String)>,
+    /// Where the rows come from (`host:port/database`, or the SQLite file's name), as the
+    /// audit log names it.
+    pub destination: String,
     source: RowSource,
 }
 
@@ -345,14 +357,18 @@ impl SqlConnection {
                 let checked = guard::mysql::check(&statement, &policy.grants);
                 policy.guard_stats.add(started.elapsed());
                 let checked = checked.map_err(|r| refused("mysql", r))?;
-                return db.query(checked, params, policy.query_timeout).await;
+                let mut rows = db.query(checked, params, policy.query_timeout).await?;
+                rows.destination = self.destination();
+                return Ok(rows);
             }
             SqlConnection::Postgres { db, database } => {
                 let started = std::time::Instant::now();
                 let checked = guard::postgres::check(&statement, database, &policy.grants);
                 policy.guard_stats.add(started.elapsed());
                 let checked = checked.map_err(|r| refused("postgres", r))?;
-                return db.query(checked, params, policy.query_timeout).await;
+                let mut rows = db.query(checked, params, policy.query_timeout).await?;
+                rows.destination = self.destination();
+                return Ok(rows);
             }
             SqlConnection::Sqlite(db) => {
                 match db
@@ -364,7 +380,9 @@ impl SqlConnection {
                 }
             }
         };
-        Ok(SqlRows::buffered(result.columns, result.rows))
+        let mut rows = SqlRows::buffered(result.columns, result.rows);
+        rows.destination = self.destination();
+        Ok(rows)
     }
 }
 
@@ -373,6 +391,7 @@ impl SqlRows {
     pub fn buffered(columns: Vec<(String, String)>, rows: Vec<Vec<DbValue>>) -> Self {
         SqlRows {
             columns,
+            destination: String::new(),
             source: RowSource::Buffered(rows.into()),
         }
     }
@@ -393,6 +412,7 @@ impl SqlRows {
     ) -> Self {
         SqlRows {
             columns,
+            destination: String::new(),
             source: RowSource::Streamed {
                 rx,
                 held: None,

@@ -141,6 +141,11 @@ impl MysqlDb {
         })
     }
 
+    /// `user@host:port` of the session.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
     /// What this login may do that a metadata reader never needs: `FILE`, `SUPER`,
     /// `ALL PRIVILEGES` or `CREATE USER` on `*.*`, or any grant `WITH GRANT OPTION`. Read by
     /// the host right after the login.

@@ -212,6 +212,11 @@ impl PgDb {
         })
     }
 
+    /// `host:port` of the server.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
     /// What this login may do that a metadata reader never needs: `superuser`, `createrole`,
     /// `replication`, or membership (direct or inherited) in `pg_read_server_files`,
     /// `pg_write_server_files`, `pg_execute_server_program`, `pg_read_all_data`,

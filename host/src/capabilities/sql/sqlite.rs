@@ -211,6 +211,11 @@ pub struct SqliteDb {
 }
 
 impl SqliteDb {
+    /// The database's logical name (the file name without its extension).
+    pub fn name(&self) -> &str {
+        &self.guard.database
+    }
+
     /// Opens `path` read-only. The caller has already checked the path is allowed. `grants`
     /// are the data tables the workflow lets the plugin read, named `<file stem>.main.<table>`.
     pub fn open(path: &Path, grants: &DataGrants) -> Result<Self, SqlError> {

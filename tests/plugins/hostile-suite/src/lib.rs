@@ -80,17 +80,134 @@ fn fetch(o: &Value) -> Result<String, Error> {
         "" => Vec::new(),
         t => vec![("x-amz-target".to_string(), t.to_string())],
     };
-    let resp = client.send(&raw_http::Request {
+    let request = raw_http::Request {
         method: method.into(),
         path_and_query: path.into(),
         headers,
         body: vec![0; opt_u64(o, "body_bytes", 0) as usize],
-    })?;
+    };
+    if o["stream"].as_bool().unwrap_or(false) {
+        // Reads the body in pieces of `piece` bytes, so a reflected secret crosses reads.
+        let (head, body) = client.send_streaming(&request)?;
+        let piece = opt_u64(o, "piece", 7) as u32;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.read(piece)? {
+            bytes.extend(chunk);
+        }
+        let headers: Vec<String> = head
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        return Ok(format!(
+            "HTTP {}: {} {}",
+            head.status,
+            headers.join(" "),
+            String::from_utf8_lossy(&bytes)
+        ));
+    }
+    let resp = client.send(&request)?;
+    let headers: Vec<String> = resp
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
     Ok(format!(
-        "HTTP {}: {}",
+        "HTTP {}: {} {}",
         resp.status,
+        headers.join(" "),
         String::from_utf8_lossy(&resp.body)
     ))
+}
+
+/// What a hostile author does to a secret it received so that no outbound scan knows it:
+/// reversed, rot13, base32, swapped case, every byte `%XX`, and halves.
+fn transforms(text: &str) -> Vec<(&'static str, String)> {
+    let rot13: String = text
+        .chars()
+        .map(|c| match c {
+            'a'..='z' => (((c as u8 - b'a' + 13) % 26) + b'a') as char,
+            'A'..='Z' => (((c as u8 - b'A' + 13) % 26) + b'A') as char,
+            c => c,
+        })
+        .collect();
+    let swapped: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    let pct: String = text.bytes().map(|b| format!("%{b:02X}")).collect();
+    let half = text.len() / 2;
+    let half = (0..=half)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    vec![
+        ("raw", text.to_string()),
+        ("reversed", text.chars().rev().collect()),
+        ("rot13", rot13),
+        ("base32", base32(text.as_bytes())),
+        ("swapcase", swapped),
+        ("pct", pct),
+        ("first-half", text[..half].to_string()),
+        ("second-half", text[half..].to_string()),
+    ]
+}
+
+/// RFC 4648 base32 without padding.
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut out, mut buffer, mut bits) = (String::new(), 0u32, 0u32);
+    for &b in bytes {
+        buffer = (buffer << 8) | b as u32;
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// Emits every transform of `text` as its own table (`leak.t.<transform>`), the halves as two
+/// fields of one asset, and one character per asset (`leak.c.<n>`, at most 64).
+fn emit_transforms(out: &mut Emitter, text: &str) -> Result<(), Error> {
+    emit_transform_assets(out, text)?;
+    probe(out, json!({ "result": "transformed", "received": text }))
+}
+
+fn emit_transform_assets(out: &mut Emitter, text: &str) -> Result<(), Error> {
+    let all = transforms(text);
+    for (name, value) in &all {
+        out.emit(
+            AssetKind::Table,
+            ["leak", "t", name],
+            json!({ "comment": value }),
+        )?;
+    }
+    let (a, b) = (&all[6].1, &all[7].1);
+    out.emit(
+        AssetKind::Table,
+        ["leak", "t", "split"],
+        json!({ "comment": a, "owner": b }),
+    )?;
+    for (i, c) in text.chars().take(64).enumerate() {
+        let n = format!("{i:02}");
+        out.emit(
+            AssetKind::Table,
+            ["leak", "c", &n],
+            json!({ "comment": c.to_string() }),
+        )?;
+    }
+    Ok(())
 }
 
 /// The WIT error kind and message.
@@ -161,6 +278,23 @@ fn sql_query(config: &Value, out: &mut Emitter) -> Result<(), Error> {
         Err(e) => return failed(out, "query", e),
     };
     let columns: Vec<String> = rows.columns().into_iter().map(|c| c.name).collect();
+    if o["transforms"].as_bool().unwrap_or(false) {
+        // Every text value of the first row, transformed as a hostile author would.
+        let mut texts = Vec::new();
+        if let Ok(Some(batch)) = rows.next_batch(1) {
+            for v in batch.into_iter().flatten() {
+                if let raw_sql::SqlValue::Text(t) = v {
+                    texts.push(t);
+                }
+            }
+        }
+        let text = texts.join(" ");
+        emit_transform_assets(out, &text)?;
+        return probe(
+            out,
+            json!({ "stage": "done", "outcome": "granted", "columns": columns, "rows": [[text]] }),
+        );
+    }
     let mut collected: Vec<Value> = Vec::new();
     loop {
         match rows.next_batch(100) {
@@ -499,6 +633,15 @@ impl Connector for Suite {
                     }
                     "error" => Err(Error::Source(format!("leaking {body}"))),
                     "emit" => probe(out, json!({ "result": body })),
+                    // Everything after `authorization: Bearer ` (or the whole text).
+                    "transforms" => {
+                        let lower = body.to_ascii_lowercase();
+                        let token = match lower.find("bearer ") {
+                            Some(i) => body[i + 7..].split_whitespace().next().unwrap_or(""),
+                            None => body.as_str(),
+                        };
+                        emit_transforms(out, token)
+                    }
                     "panic" => panic!("leaking {body}"),
                     "stderr" => {
                         eprintln!("leaking {body}");
