@@ -125,6 +125,7 @@ impl RunError {
             RunError::Limit(LimitExceeded::Table { .. }) => "table-limit",
             RunError::Limit(LimitExceeded::Output(_)) => "output-limit",
             RunError::Limit(LimitExceeded::CallSize(_)) => "call-size-limit",
+            RunError::Limit(LimitExceeded::HostMemory(_)) => "host-memory-limit",
             RunError::PluginFailed { .. } => "plugin-error",
             RunError::PluginCrashed(_) => "plugin-crashed",
             RunError::InvalidOutput(_) => "invalid-output",
@@ -318,6 +319,7 @@ fn sql_policy(cfg: &LoadedConfig, limits: &Limits) -> Result<SqlPolicy, RunError
         grants,
         audit: None,
         guard_stats: Default::default(),
+        budget: crate::runtime::budget::MemoryBudget::of_mb(limits.host_memory_mb),
     })
 }
 
@@ -657,6 +659,7 @@ async fn run_inner(
     );
     sql.audit = Some(audit.clone());
     let guard_stats = sql.guard_stats.clone();
+    let host_budget = sql.budget.clone();
     let scanner = Arc::new(OutboundScanner::new());
     let inbound = Arc::new(crate::capabilities::inbound::InboundFilter::new(
         scanner.clone(),
@@ -676,7 +679,8 @@ async fn run_inner(
     .map_err(|e| match e {
         crate::capabilities::http::HttpError::Denied(m) => RunError::Credential(m),
         e => RunError::Config(ConfigError::Invalid(e.to_string())),
-    })?;
+    })?
+    .map(|h| h.with_budget(host_budget.clone()));
     // A remote sink's credentials are resolved before extraction: the scan then catches them too.
     let remote = RemoteSink::prepare(
         &config.sink,
@@ -775,6 +779,11 @@ async fn run_inner(
     let extract_ms = extract_started.elapsed().as_millis() as u64;
     report_captured_output(&store, observer.as_ref());
 
+    // A host-memory budget the plugin exhausted fails the run, whatever the plugin made of
+    // the failed call: the rows it did not get would be missing from a "complete" run.
+    if let Some(exceeded) = host_budget.exceeded() {
+        return Err(RunError::Limit(LimitExceeded::HostMemory(exceeded)));
+    }
     // A reflected secret under `on_reflected_secret = "fail"` decides the run whatever the
     // plugin made of the failed call.
     if let Some(reflected) = inbound.failure() {
@@ -1076,6 +1085,7 @@ pub async fn describe_file(runtime: &Runtime, file: &Path) -> PluginListing {
             grants: Default::default(),
             audit: None,
             guard_stats: Default::default(),
+            budget: crate::runtime::budget::MemoryBudget::of_mb(limits.host_memory_mb),
         },
         CredentialSlots::default(),
         None,

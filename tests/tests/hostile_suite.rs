@@ -1502,7 +1502,7 @@ async fn a_flood_of_credential_handles_stays_bounded() {
         "a_flood_of_credential_handles_stays_bounded",
         file!(),
         "calls credentials.get(\"source\") a million times and never drops a handle",
-        "plugin-crashed when the component's handle table refuses more handles; host memory stays under the bound; no secret resolved",
+        "plugin-error (limit) at the 257th handle, naming limits.handles; host memory stays under the bound; no secret resolved",
     );
     let rt = runtime();
     let ws = Workspace::new();
@@ -1527,8 +1527,9 @@ async fn a_flood_of_credential_handles_stays_bounded() {
             e.kind()
         )),
     }
-    let err = result.expect_err("the handle table is bounded");
-    assert_eq!(err.kind(), "plugin-crashed", "{err}");
+    let err = result.expect_err("the handles are bounded");
+    assert_eq!(err.kind(), "plugin-error", "{err}");
+    assert!(err.to_string().contains("limits.handles"), "{err}");
     assert!(after < hostile_report::PEAK_RSS_BOUND_MB);
     assert_nothing_published(&ws);
     assert_secret_never_read(&home, &guid);
@@ -1569,7 +1570,7 @@ async fn hoarding_query_results_keeps_host_memory_bounded() {
         "hoarding_query_results_keeps_host_memory_bounded",
         file!(),
         "runs a query with ~48 MiB of result 40 times and keeps every rows handle alive (host memory, not plugin memory)",
-        "plugin-error (limit): the results held open would exceed the 256 MiB result limit; host memory bounded",
+        "host-memory-limit: the results held open would pass limits.host_memory_mb (256 MiB); the run fails; host memory bounded",
     );
     let rt = runtime();
     let ws = Workspace::new();
@@ -1591,8 +1592,8 @@ async fn hoarding_query_results_keeps_host_memory_bounded() {
         )),
     }
     let err = result.expect_err("hoarding must hit a limit");
-    assert_eq!(err.kind(), "plugin-error", "{err}");
-    assert!(err.to_string().contains("plugin failed (limit)"), "{err}");
+    assert_eq!(err.kind(), "host-memory-limit", "{err}");
+    assert!(err.to_string().contains("limits.host_memory_mb"), "{err}");
     assert_host_healthy(&rt).await;
 }
 
@@ -2165,4 +2166,114 @@ async fn a_memory_bomb_beside_a_good_plugin_does_not_hurt_it() {
         "memory-limit",
     )
     .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite files swapped while they are opened
+
+/// Creates a SQLite file holding one table `table`.
+fn db_with_table(path: &std::path::Path, table: &str) {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch(&format!("CREATE TABLE {table} (x INTEGER);"))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_sqlite_file_swapped_for_a_link_while_opened_is_never_read_outside() {
+    let mut case = Case::new(
+        "a_sqlite_file_swapped_for_a_link_while_opened_is_never_read_outside",
+        file!(),
+        "opens allowed/db.sqlite and allowed/sub/db.sqlite 3,000 times while another process \
+         keeps swapping each (the file for a symlink to a database outside allowed_dirs, the \
+         directory for a symlink to the outside directory)",
+        "no open reads the outside database: each is opened once by descriptor below the \
+         allowed directory without following links and SQLite's own file is checked to be it; \
+         opens that lose the race are refused",
+    );
+    let rt = runtime();
+    let ws = Workspace::new();
+    let allowed = ws.path().join("allowed");
+    let outside = ws.path().join("outside");
+    std::fs::create_dir_all(allowed.join(".sub-real")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    db_with_table(&allowed.join(".db-real"), "inside_t");
+    db_with_table(&allowed.join(".sub-real").join("db.sqlite"), "inside_t");
+    db_with_table(&outside.join("db.sqlite"), "outside_t");
+    std::os::unix::fs::symlink(outside.join("db.sqlite"), allowed.join(".db-link")).unwrap();
+    std::os::unix::fs::symlink(&outside, allowed.join(".sub-link")).unwrap();
+    std::fs::rename(allowed.join(".db-real"), allowed.join("db.sqlite")).unwrap();
+    std::fs::rename(allowed.join(".sub-real"), allowed.join("sub")).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, a) = (stop.clone(), allowed.clone());
+        std::thread::spawn(move || {
+            let swap = |x: &str, y: &str| {
+                // Two renames: `x` takes the name, the other entry waits aside.
+                let _ = std::fs::rename(a.join(y), a.join(format!("{y}.aside")));
+                let _ = std::fs::rename(a.join(x), a.join(y));
+            };
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                swap(".db-link", "db.sqlite");
+                swap("sub.aside", "sub");
+                swap(".sub-link", "sub");
+                let _ = std::fs::rename(a.join("db.sqlite.aside"), a.join("db.sqlite.real"));
+                swap("db.sqlite.real", "db.sqlite");
+                let _ = std::fs::rename(a.join("db.sqlite.aside"), a.join(".db-link"));
+                let _ = std::fs::rename(a.join("sub.aside"), a.join(".sub-link"));
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let cfg = suite_config(
+        &ws,
+        "database = \"allowed/db.sqlite\"\nallowed_dirs = [\"allowed\"]",
+        "mode = \"sqlite-reopen\"\ncount = 3000\naddresses = [\"allowed/db.sqlite\", \"allowed/sub/db.sqlite\"]",
+        "[limits]\ndeadline_s = 120\n",
+    );
+    let (result, _) = run_observed(&rt, &cfg, None).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    let a = probe_of(&result.expect("the plugin reports what it read"));
+    case.actual(format!("completed after {swaps} swap rounds; probe {a}"));
+    assert!(a["seen"].get("outside_t").is_none(), "read outside: {a}");
+    assert!(
+        a["seen"]["inside_t"].as_u64().unwrap_or(0) > 0,
+        "some opens read the allowed file, so the race ran: {a}"
+    );
+    assert!(swaps > 0);
+    assert_host_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn a_sqlite_hard_link_to_an_outside_file_is_refused() {
+    let mut case = Case::new(
+        "a_sqlite_hard_link_to_an_outside_file_is_refused",
+        file!(),
+        "opens allowed/db.sqlite, a hard link to a database outside allowed_dirs",
+        "denied: a file with more than one hard link is not opened; nothing of it read",
+    );
+    let rt = runtime();
+    let ws = Workspace::new();
+    let allowed = ws.path().join("allowed");
+    let outside = ws.path().join("outside");
+    std::fs::create_dir_all(&allowed).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    db_with_table(&outside.join("secret.sqlite"), "outside_t");
+    std::fs::hard_link(outside.join("secret.sqlite"), allowed.join("db.sqlite")).unwrap();
+    let cfg = suite_config(
+        &ws,
+        "database = \"allowed/db.sqlite\"\nallowed_dirs = [\"allowed\"]",
+        "mode = \"sqlite-reopen\"\ncount = 1\naddresses = [\"allowed/db.sqlite\"]",
+        "",
+    );
+    let (result, _) = run_observed(&rt, &cfg, None).await;
+    let a = probe_of(&result.expect("the plugin reports the refusal"));
+    case.actual(format!("completed; probe {a}"));
+    assert!(a["seen"].get("outside_t").is_none(), "{a}");
+    let errors = a["errors"].to_string();
+    assert!(errors.contains("denied") && errors.contains("hard"), "{a}");
+    assert_host_healthy(&rt).await;
 }

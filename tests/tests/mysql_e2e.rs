@@ -98,7 +98,7 @@ fn tls(mode: TlsMode, ca_file: Option<&Path>) -> TlsSettings {
 
 async fn all_rows(db: &MysqlDb, sql: &str, params: Vec<DbValue>) -> Vec<Vec<DbValue>> {
     let mut rows = db
-        .query(sql.to_string(), params, Duration::from_secs(30))
+        .query(sql.to_string(), params, Duration::from_secs(30), &budget())
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let mut out = Vec::new();
@@ -185,7 +185,10 @@ async fn driver_verify_full_reads_over_tls_in_a_read_only_session() {
         "SET SESSION TRANSACTION READ WRITE",
         "/*!50000 DROP TABLE shop.t */",
     ] {
-        match db.query(write.into(), vec![], Duration::from_secs(5)).await {
+        match db
+            .query(write.into(), vec![], Duration::from_secs(5), &budget())
+            .await
+        {
             Err(SqlError::Denied(_)) => {}
             Err(other) => panic!("{write}: {other:?}"),
             Ok(_) => panic!("{write} was allowed"),
@@ -196,6 +199,7 @@ async fn driver_verify_full_reads_over_tls_in_a_read_only_session() {
             "SELECT NEXTVAL(shop.order_seq)".into(),
             vec![],
             Duration::from_secs(5),
+            &budget(),
         )
         .await
     {
@@ -211,6 +215,7 @@ async fn driver_verify_full_reads_over_tls_in_a_read_only_session() {
             "SELECT SUM(seq % 7) FROM shop.seq_1_to_100000000000".into(),
             vec![],
             Duration::from_secs(1),
+            &budget(),
         )
         .await;
     let err = match result {
@@ -230,6 +235,7 @@ async fn driver_verify_full_reads_over_tls_in_a_read_only_session() {
             "SELECT seq, REPEAT('x', 50) AS pad FROM shop.seq_1_to_100000".into(),
             vec![],
             Duration::from_secs(30),
+            &budget(),
         )
         .await
         .unwrap();
@@ -978,4 +984,9 @@ async fn run_refuses_cleartext_login_unless_allowed() {
     let actual = published(&report.output_dir);
     assert_same(&actual, &expected_catalog(&setup.server, Some(&[SHOP])));
     assert_no_canary(setup.ws.path());
+}
+
+/// A host-memory budget for calling the driver directly, as a run's default.
+fn budget() -> std::sync::Arc<airlock::runtime::budget::MemoryBudget> {
+    airlock::runtime::budget::MemoryBudget::of_mb(256)
 }

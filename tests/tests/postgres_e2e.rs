@@ -91,7 +91,7 @@ fn tls(mode: TlsMode, ca_file: Option<&Path>) -> TlsSettings {
 
 async fn rows(db: &PgDb, sql: &str, params: Vec<DbValue>) -> Result<Vec<Vec<DbValue>>, SqlError> {
     let mut rows = db
-        .query(sql.to_string(), params, Duration::from_secs(30))
+        .query(sql.to_string(), params, Duration::from_secs(30), &budget())
         .await?;
     let mut out = Vec::new();
     while let Some(batch) = rows.next_batch(1000, 1 << 20).await? {
@@ -207,6 +207,7 @@ async fn driver_logs_in_with_scram_over_verified_tls_and_stays_read_only() {
             "SELECT g FROM generate_series(1, 25000) g".into(),
             vec![],
             Duration::from_secs(30),
+            &budget(),
         )
         .await
         .unwrap();
@@ -260,7 +261,12 @@ async fn driver_logs_in_with_scram_over_verified_tls_and_stays_read_only() {
     // The timeout may fire while the statement starts or while its rows are awaited,
     // depending on how busy the machine is; either way it is a limit error.
     let e = match db
-        .query("SELECT pg_sleep(60)".into(), vec![], Duration::from_secs(2))
+        .query(
+            "SELECT pg_sleep(60)".into(),
+            vec![],
+            Duration::from_secs(2),
+            &budget(),
+        )
         .await
     {
         Err(e) => e,
@@ -274,6 +280,7 @@ async fn driver_logs_in_with_scram_over_verified_tls_and_stays_read_only() {
             "SELECT g FROM generate_series(1, 200000) g".into(),
             vec![],
             Duration::from_secs(30),
+            &budget(),
         )
         .await
         .unwrap();
@@ -288,12 +295,18 @@ async fn driver_logs_in_with_scram_over_verified_tls_and_stays_read_only() {
             "SELECT g FROM generate_series(1, 200000) g".into(),
             vec![],
             Duration::from_secs(30),
+            &budget(),
         )
         .await
         .unwrap();
     assert_eq!(held.next_batch(1, 1 << 20).await.unwrap().unwrap().len(), 1);
     let e = match db
-        .query("SELECT 2".into(), vec![], Duration::from_secs(30))
+        .query(
+            "SELECT 2".into(),
+            vec![],
+            Duration::from_secs(30),
+            &budget(),
+        )
         .await
     {
         Err(e) => e,
@@ -1060,4 +1073,9 @@ async fn every_database_and_pushdown_never_drops_what_the_host_keeps() {
     assert!(want["table"].len() > 20);
     assert_same(got, &want);
     assert_no_canary(s.ws.path());
+}
+
+/// A host-memory budget for calling the driver directly, as a run's default.
+fn budget() -> std::sync::Arc<airlock::runtime::budget::MemoryBudget> {
+    airlock::runtime::budget::MemoryBudget::of_mb(256)
 }

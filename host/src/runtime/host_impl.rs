@@ -23,7 +23,12 @@ macro_rules! shared_host_impl {
         impl credentials::Host for RunState {
             async fn get(&mut self, slot: String) -> WitResult<Resource<CredentialHandle>> {
                 match self.credentials.handle(&slot) {
-                    Ok(handle) => Ok(Ok(self.table.push(handle)?)),
+                    Ok(handle) => {
+                        if let Err(message) = self.take_handle("a credential handle") {
+                            return Ok(Err(types::Error::Limit(message)));
+                        }
+                        Ok(Ok(self.table.push(handle)?))
+                    }
                     Err(message) => Ok(Err(types::Error::Denied(message))),
                 }
             }
@@ -49,6 +54,7 @@ macro_rules! shared_host_impl {
 
             async fn drop(&mut self, this: Resource<CredentialHandle>) -> wasmtime::Result<()> {
                 self.table.delete(this)?;
+                self.release_handle();
                 Ok(())
             }
         }
@@ -123,15 +129,56 @@ macro_rules! shared_host_impl {
                     // A handle must be live; the sqlite driver needs none, network drivers will use it.
                     self.table.get(c)?;
                 }
+                let (engine, charge) = match target.driver {
+                    sql::Driver::Sqlite => ("sqlite", crate::capabilities::sql::SQLITE_CONNECTION_BYTES),
+                    sql::Driver::Postgres => ("postgres", crate::capabilities::sql::SESSION_BYTES),
+                    sql::Driver::Mysql => ("mysql", crate::capabilities::sql::SESSION_BYTES),
+                };
+                // Caps first: a plugin over them costs no secret resolution and no login.
+                if let Err(message) = self.admit_sql(engine) {
+                    return Ok(Err(types::Error::Limit(message)));
+                }
+                let reservation = match self.sql.budget.try_reserve(charge, "an open SQL connection") {
+                    Ok(r) => r,
+                    Err(message) => return Ok(Err(types::Error::Limit(message))),
+                };
+                if let Err(message) = self.take_handle("a SQL connection") {
+                    return Ok(Err(types::Error::Limit(message)));
+                }
+                let conn = match open_sql(self, target, cred).await {
+                    Ok(Ok(conn)) => conn,
+                    Ok(Err(e)) => {
+                        self.release_handle();
+                        return Ok(Err(e));
+                    }
+                    Err(trap) => {
+                        self.release_handle();
+                        return Err(trap);
+                    }
+                };
+                let resource = self.table.push(conn)?;
+                *self.sql_open.entry(engine).or_insert(0) += 1;
+                self.sql_charges.insert(resource.rep(), reservation);
+                Ok(Ok(resource))
+            }
+        }
+
+        /// Opens the connection `sql.open` asked for (the caller checked the caps).
+        async fn open_sql(
+            this: &mut RunState,
+            target: sql::Endpoint,
+            cred: Option<Resource<CredentialHandle>>,
+        ) -> WitResult<SqlConnection> {
+            {
                 let conn = match target.driver {
                     sql::Driver::Sqlite => {
-                        let path = match self.sql.check_sqlite_path(&target.address) {
+                        let (path, verified) = match this.sql.open_sqlite_file(&target.address) {
                             Ok(p) => p,
-                            Err(e) => return Ok(Err(wit_error(&self.inbound, &target.address, e))),
+                            Err(e) => return Ok(Err(wit_error(&this.inbound, &target.address, e))),
                         };
-                        match crate::capabilities::sql::sqlite::SqliteDb::open(&path, &self.sql.grants) {
+                        match crate::capabilities::sql::sqlite::SqliteDb::open(&path, &verified, &this.sql.grants) {
                             Ok(db) => SqlConnection::Sqlite(db),
-                            Err(e) => return Ok(Err(wit_error(&self.inbound, &target.address, e))),
+                            Err(e) => return Ok(Err(wit_error(&this.inbound, &target.address, e))),
                         }
                     }
                     sql::Driver::Postgres | sql::Driver::Mysql => {
@@ -146,9 +193,9 @@ macro_rules! shared_host_impl {
                                     .into(),
                             )));
                         };
-                        let slot = self.table.get(c)?.slot.clone();
+                        let slot = this.table.get(c)?.slot.clone();
                         let (Some(binding), Some(login)) =
-                            (self.credentials.binding(&slot).cloned(), self.login.clone())
+                            (this.credentials.binding(&slot).cloned(), this.login.clone())
                         else {
                             return Ok(Err(types::Error::Denied(format!(
                                 "no credential is bound to slot `{slot}`"
@@ -164,11 +211,11 @@ macro_rules! shared_host_impl {
                             .await
                         {
                             Ok(conn) => conn,
-                            Err(e) => return Ok(Err(wit_error(&self.inbound, &target.address, e))),
+                            Err(e) => return Ok(Err(wit_error(&this.inbound, &target.address, e))),
                         }
                     }
                 };
-                Ok(Ok(self.table.push(conn)?))
+                Ok(Ok(conn))
             }
         }
 
@@ -194,6 +241,9 @@ macro_rules! shared_host_impl {
                                 policy.result_bytes >> 20
                             ))));
                         }
+                        if let Err(message) = self.take_handle("a result set") {
+                            return Ok(Err(types::Error::Limit(message)));
+                        }
                         let rows = self.table.push(rows)?;
                         if bytes > 0 {
                             self.sql_held.insert(rows.rep(), bytes);
@@ -205,7 +255,13 @@ macro_rules! shared_host_impl {
             }
 
             async fn drop(&mut self, this: Resource<SqlConnection>) -> wasmtime::Result<()> {
-                self.table.delete(this)?;
+                let rep = this.rep();
+                let conn = self.table.delete(this)?;
+                if let Some(n) = self.sql_open.get_mut(conn.engine()) {
+                    *n = n.saturating_sub(1);
+                }
+                self.sql_charges.remove(&rep);
+                self.release_handle();
                 Ok(())
             }
         }
@@ -260,6 +316,7 @@ macro_rules! shared_host_impl {
             async fn drop(&mut self, this: Resource<SqlRows>) -> wasmtime::Result<()> {
                 self.sql_held.remove(&this.rep());
                 self.table.delete(this)?;
+                self.release_handle();
                 Ok(())
             }
         }

@@ -35,6 +35,15 @@ pub struct Limits {
     pub log_lines: u64,
     /// Maximum bytes of one streamed HTTP response body, in MiB.
     pub http_stream_mb: u64,
+    /// Maximum bytes the host holds for the plugin at once, in MiB: rows streamed ahead of
+    /// it, buffered query results, open SQLite files' page caches, database sessions, HTTP
+    /// bodies being read. A host call that would pass it fails with a `limit` error.
+    pub host_memory_mb: u64,
+    /// Maximum SQL connections the plugin holds open at once, per engine.
+    pub sql_connections: u32,
+    /// Maximum handles of every kind the plugin holds open at once (credential handles, SQL
+    /// connections and result sets, HTTP clients and bodies).
+    pub handles: u32,
 }
 
 impl Default for Limits {
@@ -54,6 +63,9 @@ impl Default for Limits {
             stdio_kb: 64,
             log_lines: 10_000,
             http_stream_mb: 1024,
+            host_memory_mb: 256,
+            sql_connections: 4,
+            handles: 256,
         }
     }
 }
@@ -69,6 +81,9 @@ impl Limits {
             ("limits.max_output_mb", self.max_output_mb),
             ("limits.query_timeout_s", self.query_timeout_s),
             ("limits.http_stream_mb", self.http_stream_mb),
+            ("limits.host_memory_mb", self.host_memory_mb),
+            ("limits.sql_connections", u64::from(self.sql_connections)),
+            ("limits.handles", u64::from(self.handles)),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -111,6 +126,9 @@ pub enum LimitExceeded {
     /// A run-wide output limit was reached.
     #[error("output limit exceeded: {0}")]
     Output(String),
+    /// The host's buffers for the plugin passed `limits.host_memory_mb`.
+    #[error("{0}")]
+    HostMemory(String),
     /// One host call carried too much data.
     #[error("call size limit exceeded: {0}")]
     CallSize(String),

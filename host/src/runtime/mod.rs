@@ -2,6 +2,7 @@
 //! `Store` per run with memory, table, instance, CPU and wall-clock limits.
 
 pub mod bindings;
+pub mod budget;
 pub mod cache;
 mod host_impl;
 pub mod limits;

@@ -53,6 +53,14 @@ pub struct RunState {
     /// them together may not exceed the per-query result limit, so a plugin cannot pile up
     /// results in host memory by keeping many rows handles alive.
     pub(crate) sql_held: std::collections::HashMap<u32, usize>,
+    /// Handles the plugin holds open (every resource kind), and the most it may.
+    pub(crate) handles_open: usize,
+    pub(crate) handles_limit: usize,
+    /// SQL connections the plugin holds open, per engine, and the most it may per engine.
+    pub(crate) sql_open: std::collections::HashMap<&'static str, usize>,
+    pub(crate) sql_limit: usize,
+    /// What each open SQL connection is charged to the run's host-memory budget, by resource.
+    pub(crate) sql_charges: std::collections::HashMap<u32, crate::runtime::budget::Reservation>,
     /// Every byte a capability hands the plugin passes it (reflected secrets are withheld).
     pub(crate) inbound: std::sync::Arc<crate::capabilities::inbound::InboundFilter>,
     /// The first failure a host call raised (the trap that follows carries it too).
@@ -101,6 +109,11 @@ impl RunState {
             http_bodies_open: 0,
             sql_held: std::collections::HashMap::new(),
             inbound: std::sync::Arc::new(crate::capabilities::inbound::InboundFilter::disarmed()),
+            handles_open: 0,
+            handles_limit: limits.handles as usize,
+            sql_open: std::collections::HashMap::new(),
+            sql_limit: limits.sql_connections as usize,
+            sql_charges: std::collections::HashMap::new(),
             failure: None,
             stdout,
             stderr,
@@ -127,6 +140,38 @@ impl RunState {
     pub fn with_http(mut self, http: Option<crate::capabilities::http::HttpAccess>) -> Self {
         self.http = http.map(std::sync::Arc::new);
         self
+    }
+
+    /// Counts a new handle of the plugin, or says why it may not have one more
+    /// (`limits.handles`).
+    pub(crate) fn take_handle(&mut self, what: &str) -> Result<(), String> {
+        if self.handles_open >= self.handles_limit {
+            return Err(format!(
+                "the plugin holds {} open handles (credential handles, connections, result sets, \
+                 HTTP clients and bodies), the most limits.handles allows; drop one before \
+                 opening {what}",
+                self.handles_open
+            ));
+        }
+        self.handles_open += 1;
+        Ok(())
+    }
+
+    /// Gives back a handle counted by [`RunState::take_handle`].
+    pub(crate) fn release_handle(&mut self) {
+        self.handles_open = self.handles_open.saturating_sub(1);
+    }
+
+    /// Checks the plugin may open one more `engine` connection (`limits.sql_connections`).
+    pub(crate) fn admit_sql(&self, engine: &'static str) -> Result<(), String> {
+        let open = self.sql_open.get(engine).copied().unwrap_or(0);
+        if open >= self.sql_limit {
+            return Err(format!(
+                "the plugin holds {open} open {engine} connections, the most \
+                 limits.sql_connections allows; drop one before opening another"
+            ));
+        }
+        Ok(())
     }
 
     /// Records a failure and turns it into the error that traps the guest.

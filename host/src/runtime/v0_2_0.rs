@@ -50,9 +50,15 @@ impl http::Host for RunState {
                     .into(),
             )));
         };
+        if let Err(message) = self.take_handle("an HTTP client") {
+            return Ok(Err(types::Error::Limit(message)));
+        }
         match access.open(&base, binding.as_ref()).await {
             Ok(client) => Ok(Ok(self.table.push(client)?)),
-            Err(e) => Ok(Err(http_error(e))),
+            Err(e) => {
+                self.release_handle();
+                Ok(Err(http_error(e)))
+            }
         }
     }
 }
@@ -90,6 +96,9 @@ impl http::HostClient for RunState {
         let request = request(req);
         match client.send_streaming(request, call_bytes, total).await {
             Ok((status, headers, body)) => {
+                if let Err(message) = self.take_handle("a response body") {
+                    return Ok(Err(types::Error::Limit(message)));
+                }
                 let body = self.table.push(body)?;
                 self.http_bodies_open += 1;
                 Ok(Ok((http::ResponseHead { status, headers }, body)))
@@ -100,6 +109,7 @@ impl http::HostClient for RunState {
 
     async fn drop(&mut self, this: Resource<HttpClient>) -> wasmtime::Result<()> {
         self.table.delete(this)?;
+        self.release_handle();
         Ok(())
     }
 }
@@ -122,6 +132,7 @@ impl http::HostBody for RunState {
 
     async fn drop(&mut self, this: Resource<HttpBody>) -> wasmtime::Result<()> {
         self.table.delete(this)?;
+        self.release_handle();
         self.http_bodies_open = self.http_bodies_open.saturating_sub(1);
         Ok(())
     }

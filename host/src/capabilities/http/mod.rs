@@ -24,6 +24,7 @@ use crate::capabilities::credentials::CredentialBinding;
 use crate::capabilities::inbound::{InboundFilter, InboundStream};
 use crate::home::destination_matches;
 use crate::pipeline::scan::OutboundScanner;
+use crate::runtime::budget::{MemoryBudget, Reservation};
 use crate::secrets::redact::Redactor;
 use crate::secrets::{SecretStoreError, SecretStores};
 use crate::state::{RunAudit, StateStore};
@@ -122,6 +123,8 @@ pub struct HttpAccess {
     scanner: Option<Arc<OutboundScanner>>,
     /// Every header and body byte passes it before the plugin sees it.
     inbound: Arc<InboundFilter>,
+    /// Response bodies being read are charged to the run's host-memory budget.
+    budget: Arc<MemoryBudget>,
 }
 
 impl HttpAccess {
@@ -154,7 +157,14 @@ impl HttpAccess {
             audit,
             scanner,
             inbound: Arc::new(InboundFilter::disarmed()),
+            budget: MemoryBudget::new(usize::MAX),
         })
+    }
+
+    /// Charges response bodies being read to `budget`.
+    pub fn with_budget(mut self, budget: Arc<MemoryBudget>) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Passes every response through `inbound` before the plugin sees it.
@@ -609,7 +619,10 @@ impl HttpClient {
         let headers = self.inbound_headers(&head)?;
         let mut body = self.body(head, max_bytes as u64);
         let mut out = Vec::new();
+        let mut held = Reservation::none();
         while let Some(chunk) = body.read(max_bytes).await? {
+            held.grow(&self.access.budget, chunk.len(), "an HTTP response body")
+                .map_err(HttpError::Limit)?;
             out.extend_from_slice(&chunk);
         }
         Ok(HttpResponse {
@@ -672,6 +685,8 @@ impl HttpClient {
             done: false,
             inbound: self.access.inbound.clone(),
             stream: InboundStream::default(),
+            budget: self.access.budget.clone(),
+            held: Reservation::none(),
         }
     }
 
@@ -967,6 +982,9 @@ pub struct HttpBody {
     done: bool,
     inbound: Arc<InboundFilter>,
     stream: InboundStream,
+    /// `ready` charged to the run's host-memory budget.
+    budget: Arc<MemoryBudget>,
+    held: Reservation,
 }
 
 impl HttpBody {
@@ -1005,6 +1023,14 @@ impl HttpBody {
             }
             self.read += chunk.len() as u64;
             self.done = last;
+            // The previous piece is handed out: give back its charge, then charge this one
+            // (with room for what the filter holds back and replaces).
+            self.held = Reservation::none();
+            self.ready = Vec::new();
+            self.held = self
+                .budget
+                .try_reserve(chunk.len() * 2, "a streamed HTTP response body")
+                .map_err(HttpError::Limit)?;
             self.ready = self
                 .stream
                 .push(&self.inbound, &chunk, last, "http body", &self.destination)

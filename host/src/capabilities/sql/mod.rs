@@ -14,6 +14,8 @@ use std::time::Duration;
 use guard::{DataGrants, Refusal};
 use sqlite::SqliteDb;
 
+use crate::runtime::budget::{MemoryBudget, Reservation};
+
 /// A SQL value, independent of WIT versions.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DbValue {
@@ -93,6 +95,9 @@ pub struct SqlPolicy {
     pub audit: Option<crate::state::RunAudit>,
     /// What the statement guard cost this run (reported by `airlock run --json`).
     pub guard_stats: Arc<GuardStats>,
+    /// The run's host-memory budget: streamed rows, buffered results and open SQLite files
+    /// are charged to it.
+    pub budget: Arc<MemoryBudget>,
 }
 
 /// Statements the network guards checked in a run and the time they took.
@@ -132,7 +137,22 @@ pub enum SqlConnection {
     },
 }
 
+/// Host memory charged to the run's budget for one open SQLite file: its page cache (set to
+/// [`sqlite::PAGE_CACHE_KIB`]) and SQLite's own bookkeeping.
+pub const SQLITE_CONNECTION_BYTES: usize = 4 << 20;
+/// Host memory charged for one open database session (socket and protocol buffers).
+pub const SESSION_BYTES: usize = 1 << 20;
+
 impl SqlConnection {
+    /// The engine's name, as `limits.sql_connections` counts connections.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            SqlConnection::Sqlite(_) => "sqlite",
+            SqlConnection::Mysql(_) => "mysql",
+            SqlConnection::Postgres { .. } => "postgres",
+        }
+    }
+
     /// Where the connection goes, as the audit log names it.
     pub fn destination(&self) -> String {
         match self {
@@ -218,16 +238,128 @@ pub struct SqlRows {
 }
 
 enum RowSource {
-    Buffered(VecDeque<Vec<DbValue>>),
+    /// All rows, and their bytes reserved against the run's budget until the rows are dropped.
+    Buffered(VecDeque<Vec<DbValue>>, Reservation),
     Streamed {
-        rx: tokio::sync::mpsc::Receiver<Result<Vec<DbValue>, SqlError>>,
-        held: Option<Vec<DbValue>>,
+        rx: RowReceiver,
+        held: Option<(Vec<DbValue>, RowCharge)>,
         done: bool,
     },
 }
 
 /// Rows a streaming driver may buffer ahead of the plugin.
 pub const STREAM_BUFFER_ROWS: usize = 4096;
+
+/// Bytes of rows one stream may hold ahead of the plugin; its driver waits beyond that.
+pub const STREAM_AHEAD_BYTES: usize = 8 << 20;
+
+type Charged = Result<(Vec<DbValue>, RowCharge), SqlError>;
+
+/// What a streamed row holds until the plugin takes it: its share of the stream's look-ahead
+/// and its bytes of the run's budget.
+pub struct RowCharge {
+    _ahead: tokio::sync::OwnedSemaphorePermit,
+    _budget: Reservation,
+}
+
+/// The driver's end of a streamed result: bounded in rows ([`STREAM_BUFFER_ROWS`]), in bytes
+/// per stream ([`STREAM_AHEAD_BYTES`], the driver waits) and by the run's host-memory budget
+/// (the stream ends with a `limit` error and the run fails).
+pub struct RowSender {
+    tx: tokio::sync::mpsc::Sender<Charged>,
+    ahead: Arc<tokio::sync::Semaphore>,
+    budget: Arc<MemoryBudget>,
+    waiting: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The plugin's end of a streamed result.
+pub struct RowReceiver(tokio::sync::mpsc::Receiver<Charged>);
+
+/// Whether a stream is stuck on a reader that does not read (seen from the connection).
+pub struct StreamProbe {
+    tx: tokio::sync::mpsc::WeakSender<Charged>,
+    waiting: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A channel for one statement's rows, charged to `budget`.
+pub fn row_channel(budget: &Arc<MemoryBudget>) -> (RowSender, RowReceiver) {
+    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER_ROWS);
+    (
+        RowSender {
+            tx,
+            ahead: Arc::new(tokio::sync::Semaphore::new(STREAM_AHEAD_BYTES)),
+            budget: budget.clone(),
+            waiting: Default::default(),
+        },
+        RowReceiver(rx),
+    )
+}
+
+/// Bytes a row takes in host memory (approximately).
+fn row_bytes(row: &[DbValue]) -> usize {
+    row.iter().map(DbValue::size).sum::<usize>() + 24
+}
+
+impl RowSender {
+    /// Hands a row (or the statement's error) to the reader, waiting while the stream holds
+    /// [`STREAM_AHEAD_BYTES`] unread. `Err(())` when the driver should stop: the reader is
+    /// gone, or the row did not fit the run's budget (the reader then gets a `limit` error).
+    pub async fn send(&self, item: Result<Vec<DbValue>, SqlError>) -> Result<(), ()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let row = match item {
+            Ok(row) => row,
+            Err(e) => return self.tx.send(Err(e)).await.map_err(|_| ()),
+        };
+        let size = row_bytes(&row);
+        let reservation = match self.budget.try_reserve(size, "a streamed row") {
+            Ok(r) => r,
+            Err(message) => {
+                let _ = self.tx.send(Err(SqlError::Limit(message))).await;
+                return Err(());
+            }
+        };
+        let permits = size.min(STREAM_AHEAD_BYTES) as u32;
+        self.waiting.store(true, Relaxed);
+        let permit = tokio::select! {
+            p = self.ahead.clone().acquire_many_owned(permits) => p,
+            _ = self.tx.closed() => {
+                self.waiting.store(false, Relaxed);
+                return Err(());
+            }
+        };
+        self.waiting.store(false, Relaxed);
+        let permit = permit.map_err(|_| ())?;
+        let charge = RowCharge {
+            _ahead: permit,
+            _budget: reservation,
+        };
+        self.tx.send(Ok((row, charge))).await.map_err(|_| ())
+    }
+
+    /// Resolves when the reader is gone.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+
+    /// A probe the connection keeps to tell a stalled stream from a draining one.
+    pub fn probe(&self) -> StreamProbe {
+        StreamProbe {
+            tx: self.tx.downgrade(),
+            waiting: self.waiting.clone(),
+        }
+    }
+}
+
+impl StreamProbe {
+    /// The stream's reader is alive and its buffer full: it drains only when the plugin
+    /// reads it.
+    pub fn stalled(&self) -> bool {
+        self.tx.upgrade().is_some_and(|tx| {
+            !tx.is_closed()
+                && (tx.capacity() == 0 || self.waiting.load(std::sync::atomic::Ordering::Relaxed))
+        })
+    }
+}
 
 /// Maximum statement length a plugin may send.
 const MAX_STATEMENT_BYTES: usize = 1 << 20;
@@ -273,6 +405,64 @@ impl SqlPolicy {
             )));
         }
         Ok(canonical)
+    }
+
+    /// Checks a SQLite path ([`SqlPolicy::check_sqlite_path`]) and opens the file once, by
+    /// descriptor: `openat2` below the allowed directory it lies in, with no symbolic link
+    /// anywhere on the way (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), so a link swapped in
+    /// after the check cannot lead elsewhere. A file with more than one hard link is refused
+    /// (its other name may lie outside the allowed directories). The driver opens the same
+    /// path and checks that what it opened is this descriptor's file
+    /// ([`sqlite::SqliteDb::open`]).
+    pub fn open_sqlite_file(&self, address: &str) -> Result<(PathBuf, std::fs::File), SqlError> {
+        use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+        let canonical = self.check_sqlite_path(address)?;
+        let Some(root) = self
+            .sqlite_dirs
+            .iter()
+            .filter(|d| canonical.starts_with(d))
+            .max_by_key(|d| d.as_os_str().len())
+        else {
+            return Err(self.outside(&canonical));
+        };
+        let rel = canonical.strip_prefix(root).unwrap_or(Path::new(""));
+        let changed = |e: std::io::Error| {
+            SqlError::Denied(format!(
+                "SQLite database {} changed while it was opened ({e}): a symbolic link or a \
+                 file outside the allowed directories took its place",
+                canonical.display()
+            ))
+        };
+        let dir = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(|e| changed(e.into()))?;
+        let file = rustix::fs::openat2(
+            &dir,
+            rel,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| changed(e.into()))?;
+        let stat = rustix::fs::fstat(&file).map_err(|e| changed(e.into()))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(SqlError::Unavailable(format!(
+                "SQLite database {} is not a file",
+                canonical.display()
+            )));
+        }
+        if stat.st_nlink > 1 {
+            return Err(SqlError::Denied(format!(
+                "SQLite database {} has {} hard links; its other names may lie outside the \
+                 allowed directories, so it is not opened: copy the file instead",
+                canonical.display(),
+                stat.st_nlink
+            )));
+        }
+        Ok((canonical, std::fs::File::from(file)))
     }
 
     fn outside(&self, path: &Path) -> SqlError {
@@ -357,7 +547,9 @@ impl SqlConnection {
                 let checked = guard::mysql::check(&statement, &policy.grants);
                 policy.guard_stats.add(started.elapsed());
                 let checked = checked.map_err(|r| refused("mysql", r))?;
-                let mut rows = db.query(checked, params, policy.query_timeout).await?;
+                let mut rows = db
+                    .query(checked, params, policy.query_timeout, &policy.budget)
+                    .await?;
                 rows.destination = self.destination();
                 return Ok(rows);
             }
@@ -366,7 +558,9 @@ impl SqlConnection {
                 let checked = guard::postgres::check(&statement, database, &policy.grants);
                 policy.guard_stats.add(started.elapsed());
                 let checked = checked.map_err(|r| refused("postgres", r))?;
-                let mut rows = db.query(checked, params, policy.query_timeout).await?;
+                let mut rows = db
+                    .query(checked, params, policy.query_timeout, &policy.budget)
+                    .await?;
                 rows.destination = self.destination();
                 return Ok(rows);
             }
@@ -380,7 +574,15 @@ impl SqlConnection {
                 }
             }
         };
+        let bytes: usize = result.rows.iter().map(|r| row_bytes(r)).sum();
+        let reservation = policy
+            .budget
+            .try_reserve(bytes, "a buffered query result")
+            .map_err(SqlError::Limit)?;
         let mut rows = SqlRows::buffered(result.columns, result.rows);
+        if let RowSource::Buffered(_, held) = &mut rows.source {
+            *held = reservation;
+        }
         rows.destination = self.destination();
         Ok(rows)
     }
@@ -392,7 +594,7 @@ impl SqlRows {
         SqlRows {
             columns,
             destination: String::new(),
-            source: RowSource::Buffered(rows.into()),
+            source: RowSource::Buffered(rows.into(), Reservation::none()),
         }
     }
 
@@ -400,16 +602,13 @@ impl SqlRows {
     /// at most [`STREAM_BUFFER_ROWS`] ahead and counts nothing.
     pub fn buffered_bytes(&self) -> usize {
         match &self.source {
-            RowSource::Buffered(rows) => rows.iter().flatten().map(DbValue::size).sum(),
+            RowSource::Buffered(rows, _) => rows.iter().flatten().map(DbValue::size).sum(),
             RowSource::Streamed { .. } => 0,
         }
     }
 
-    /// Rows a driver task sends through `rx` (created with capacity [`STREAM_BUFFER_ROWS`]).
-    pub fn streamed(
-        columns: Vec<(String, String)>,
-        rx: tokio::sync::mpsc::Receiver<Result<Vec<DbValue>, SqlError>>,
-    ) -> Self {
+    /// Rows a driver task sends through the [`RowSender`] of `rx` ([`row_channel`]).
+    pub fn streamed(columns: Vec<(String, String)>, rx: RowReceiver) -> Self {
         SqlRows {
             columns,
             destination: String::new(),
@@ -432,7 +631,7 @@ impl SqlRows {
         let mut out: Vec<Vec<DbValue>> = Vec::new();
         let mut bytes = 0;
         match &mut self.source {
-            RowSource::Buffered(rows) => {
+            RowSource::Buffered(rows, _) => {
                 while out.len() < max {
                     let Some(next) = rows.front() else { break };
                     let size: usize = next.iter().map(DbValue::size).sum();
@@ -447,10 +646,10 @@ impl SqlRows {
             }
             RowSource::Streamed { rx, held, done } => {
                 while out.len() < max {
-                    let row = match held.take() {
+                    let (row, charge) = match held.take() {
                         Some(r) => r,
                         None if *done => break,
-                        None => match rx.recv().await {
+                        None => match rx.0.recv().await {
                             Some(Ok(r)) => r,
                             Some(Err(e)) => {
                                 *done = true;
@@ -464,10 +663,12 @@ impl SqlRows {
                     };
                     let size: usize = row.iter().map(DbValue::size).sum();
                     if !out.is_empty() && bytes + size > max_bytes {
-                        *held = Some(row);
+                        *held = Some((row, charge));
                         break;
                     }
                     bytes += size;
+                    // The row leaves the host's buffers for the plugin's memory.
+                    drop(charge);
                     out.push(row);
                 }
             }

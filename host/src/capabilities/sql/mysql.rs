@@ -20,9 +20,10 @@ use std::time::Duration;
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Params, SslOpts, Value};
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{oneshot, Mutex};
 
-use super::{ConnectParams, DbValue, SqlError, SqlRows, TlsMode, STREAM_BUFFER_ROWS};
+use super::{ConnectParams, DbValue, SqlError, SqlRows, TlsMode};
+use crate::runtime::budget::MemoryBudget;
 
 /// `ER_ACCESS_DENIED_ERROR`: wrong user name or password.
 const ER_ACCESS_DENIED: u16 = 1045;
@@ -160,6 +161,7 @@ impl MysqlDb {
         statement: String,
         params: Vec<DbValue>,
         timeout: Duration,
+        budget: &std::sync::Arc<MemoryBudget>,
     ) -> Result<SqlRows, SqlError> {
         check_read_only(&statement)?;
         if self.broken.load(Ordering::SeqCst) {
@@ -199,7 +201,7 @@ impl MysqlDb {
             }
         };
         let (columns_tx, columns_rx) = oneshot::channel();
-        let (rows_tx, rows_rx) = mpsc::channel(STREAM_BUFFER_ROWS);
+        let (rows_tx, rows_rx) = super::row_channel(budget);
         let session_timeout = self.session_timeout.clone();
         let task = tokio::spawn(async move {
             if let Some(set) = set_timeout {
@@ -253,8 +255,9 @@ impl MysqlDb {
                     .map(|(i, v)| from_mysql(v, kinds.get(i).copied()))
                     .collect();
                 if rows_tx.send(Ok(values)).await.is_err() {
-                    // The plugin dropped its rows: stop reading. mysql_async drains what the
-                    // server still sends before the connection's next statement.
+                    // The plugin dropped its rows (or they passed the run's memory budget):
+                    // stop reading. mysql_async drains what the server still sends before the
+                    // connection's next statement.
                     return;
                 }
             }

@@ -38,18 +38,18 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio::sync::{mpsc, OwnedMutexGuard};
+use tokio::sync::OwnedMutexGuard;
 use tokio_postgres::config::{ChannelBinding, SslMode};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::types::{to_sql_checked, Format, FromSql, IsNull, Kind, ToSql, Type};
 use tokio_postgres::Socket;
 
-use super::{ConnectParams, DbValue, SqlError, SqlRows, TlsMode, TlsSettings, STREAM_BUFFER_ROWS};
+use super::{
+    ConnectParams, DbValue, RowSender, SqlError, SqlRows, StreamProbe, TlsMode, TlsSettings,
+};
+use crate::runtime::budget::MemoryBudget;
 
 type BoxError = Box<dyn std::error::Error + Sync + Send>;
-
-/// What the streaming task sends for each row.
-type RowResult = Result<Vec<DbValue>, SqlError>;
 
 /// How long a statement waits for the previous statement's rows to drain before it checks
 /// again whether the plugin is still holding them unread.
@@ -65,7 +65,7 @@ pub struct PgDb {
     busy: Arc<tokio::sync::Mutex<()>>,
     /// The sender of the stream running now, to tell a draining stream from one the plugin
     /// holds half-read (which would never drain while the plugin waits on a new statement).
-    current: Mutex<Option<mpsc::WeakSender<RowResult>>>,
+    current: Mutex<Option<StreamProbe>>,
     /// What the login may do beyond reading the catalog (see [`PgDb::privileges`]).
     privileges: Vec<String>,
     /// Cancels the running statement on the server when the host's timeout fires.
@@ -232,6 +232,7 @@ impl PgDb {
         statement: String,
         params: Vec<DbValue>,
         timeout: Duration,
+        budget: &std::sync::Arc<MemoryBudget>,
     ) -> Result<SqlRows, SqlError> {
         let ctx = Context {
             target: &self.target,
@@ -277,9 +278,9 @@ impl PgDb {
             .iter()
             .map(|c| (c.name().to_string(), c.type_().name().to_string()))
             .collect();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER_ROWS);
+        let (tx, rx) = super::row_channel(budget);
         if let Ok(mut current) = self.current.lock() {
-            *current = Some(tx.downgrade());
+            *current = Some(tx.probe());
         }
         let target = self.target.clone();
         let canceller = self.canceller.clone();
@@ -319,8 +320,7 @@ impl PgDb {
                 .current
                 .lock()
                 .ok()
-                .and_then(|c| c.as_ref().and_then(|w| w.upgrade()))
-                .is_some_and(|tx| !tx.is_closed() && tx.capacity() == 0);
+                .is_some_and(|c| c.as_ref().is_some_and(StreamProbe::stalled));
             if stalled {
                 return Err(SqlError::Source(format!(
                     "the rows of the previous statement on the connection to {} are still unread; \
@@ -376,7 +376,7 @@ where
 /// true when it stopped because the server did not answer in time.
 async fn stream_rows(
     stream: tokio_postgres::RowStream,
-    tx: &mpsc::Sender<RowResult>,
+    tx: &RowSender,
     timeout: Duration,
     ctx: &Context<'_>,
 ) -> bool {

@@ -23,6 +23,10 @@ use rusqlite::OpenFlags;
 use super::guard::{DataGrants, Refusal, RefusalKind};
 use super::{DbValue, QueryResult, SqlError};
 
+/// SQLite's page cache per open file, in KiB (SQLite's own default, set explicitly so the
+/// charge against the run's host-memory budget is a bound).
+pub const PAGE_CACHE_KIB: i64 = 2048;
+
 /// Largest string or blob a statement may produce.
 const MAX_VALUE_BYTES: i32 = 16 << 20;
 
@@ -203,6 +207,54 @@ impl SqliteGuard {
     }
 }
 
+/// Whether the main database file `conn` opened is `verified`'s file (device and inode).
+///
+/// SQLite hands out its `sqlite3_file` for the main database (`SQLITE_FCNTL_FILE_POINTER`);
+/// for the default `unix` VFS that is a `unixFile`, whose fields begin `pMethod`, `pVfs`,
+/// `pInode`, `int h` (the descriptor) — unchanged in SQLite's `os_unix.c` for over a decade.
+/// The layout is trusted only when `pVfs` is the default VFS; anything else fails closed.
+fn same_file(conn: &rusqlite::Connection, verified: &std::fs::File) -> bool {
+    use rusqlite::ffi;
+    use std::os::fd::{AsFd, BorrowedFd};
+    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: `conn.handle()` is the live connection's handle; FILE_POINTER writes one
+    // `sqlite3_file*` for the main database into `file`, which outlives the call.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_FILE_POINTER,
+            (&mut file as *mut *mut ffi::sqlite3_file).cast(),
+        )
+    };
+    if rc != ffi::SQLITE_OK || file.is_null() {
+        return false;
+    }
+    // SAFETY: `file` points to SQLite's file object for the open main database. Only when its
+    // second word is the default VFS (so the object is a `unixFile`) is the descriptor read
+    // from the fourth word; the object lives as long as the connection.
+    let fd = unsafe {
+        let words = file as *const *const std::ffi::c_void;
+        let vfs = ffi::sqlite3_vfs_find(std::ptr::null());
+        if vfs.is_null() || *words.add(1) != vfs as *const std::ffi::c_void {
+            return false;
+        }
+        *(words.add(3) as *const std::ffi::c_int)
+    };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: SQLite keeps `fd` open while the connection is; it is only borrowed here.
+    let opened = unsafe { BorrowedFd::borrow_raw(fd) };
+    match (
+        rustix::fs::fstat(opened),
+        rustix::fs::fstat(verified.as_fd()),
+    ) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    }
+}
+
 /// An open read-only SQLite database.
 pub struct SqliteDb {
     conn: Arc<Mutex<rusqlite::Connection>>,
@@ -216,10 +268,19 @@ impl SqliteDb {
         &self.guard.database
     }
 
-    /// Opens `path` read-only. The caller has already checked the path is allowed. `grants`
-    /// are the data tables the workflow lets the plugin read, named `<file stem>.main.<table>`.
-    pub fn open(path: &Path, grants: &DataGrants) -> Result<Self, SqlError> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    /// Opens `path` read-only. The caller has already checked the path is allowed and opened
+    /// it as `verified` ([`super::SqlPolicy::open_sqlite_file`]); SQLite opens the path again
+    /// (it has no way to adopt a descriptor), so the file SQLite opened must be `verified`'s
+    /// (same device and inode), or the open is refused. `grants` are the data tables the
+    /// workflow lets the plugin read, named `<file stem>.main.<table>`.
+    pub fn open(
+        path: &Path,
+        verified: &std::fs::File,
+        grants: &DataGrants,
+    ) -> Result<Self, SqlError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(|e| {
             SqlError::Unavailable(format!(
                 "cannot open SQLite database {}: {e}",
@@ -227,6 +288,11 @@ impl SqliteDb {
             ))
         })?;
         conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0);
+        // Before the authorizer is installed: the plugin cannot change either.
+        conn.execute_batch(&format!(
+            "PRAGMA cache_size = -{PAGE_CACHE_KIB}; PRAGMA mmap_size = 0;"
+        ))
+        .map_err(|e| SqlError::Source(format!("cannot configure {}: {e}", path.display())))?;
         conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES);
         let guard = Arc::new(SqliteGuard {
             database: path
@@ -260,6 +326,13 @@ impl SqliteDb {
             })?;
         // The check above ran through the guard; forget what it saw.
         guard.take_refusal();
+        if !same_file(&conn, verified) {
+            return Err(SqlError::Denied(format!(
+                "SQLite database {} changed while it was opened: SQLite opened another file than \
+                 the one checked inside the allowed directories",
+                path.display()
+            )));
+        }
         Ok(SqliteDb {
             conn: Arc::new(Mutex::new(conn)),
             stop_at,

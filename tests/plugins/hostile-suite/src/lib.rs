@@ -232,6 +232,24 @@ fn sql_json(v: &raw_sql::SqlValue) -> Value {
     }
 }
 
+/// The workflow's endpoint for `options.driver` (for SQLite `source.database`).
+fn endpoint_of(config: &Value) -> raw_sql::Endpoint {
+    let o = &config["options"];
+    let drv = opt_str(o, "driver");
+    if drv == "sqlite" {
+        return raw_sql::Endpoint {
+            driver: raw_sql::Driver::Sqlite,
+            address: opt_str(config, "database").to_string(),
+            database: None,
+        };
+    }
+    raw_sql::Endpoint {
+        driver: driver(drv),
+        address: opt_str(config, "endpoint").to_string(),
+        database: config["database"].as_str().map(str::to_string),
+    }
+}
+
 /// `sql-query`: opens the workflow's endpoint (`source.endpoint`, or for SQLite
 /// `source.database`) with the `source` credential (unless `credential = false`), runs the one
 /// statement `options.statement` and reports on the `probe` asset: `stage` (`open`, `query`,
@@ -529,6 +547,107 @@ impl Connector for Suite {
                 let r = stale.query("SELECT 1", &[]);
                 std::mem::forget(stale);
                 r.map(|_| ())
+            }
+            // Opens `count` connections to the workflow's endpoint (or SQLite file), runs
+            // `statement` on each and holds the rows unread for `secs` seconds.
+            "sql-stream-hoard" => {
+                let endpoint = endpoint_of(&config);
+                let cred = if opt_str(o, "driver") == "sqlite" {
+                    None
+                } else {
+                    Some(raw_cred::get("source")?)
+                };
+                let mut held = Vec::new();
+                let mut errors = Vec::new();
+                for _ in 0..opt_u64(o, "count", 3) {
+                    let conn = match raw_sql::open(&endpoint, cred.as_ref()) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            errors.push(format!("open: {}", error_parts(&e).1));
+                            continue;
+                        }
+                    };
+                    match conn.query(opt_str(o, "statement"), &[]) {
+                        Ok(rows) => held.push((conn, rows)),
+                        Err(e) => errors.push(format!("query: {}", error_parts(&e).1)),
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_secs(opt_u64(o, "secs", 3)));
+                probe(out, json!({ "held": held.len(), "errors": errors }))
+            }
+            // Opens each of `addresses` in turn `count` times in all, reads the first table name
+            // of each and drops the connection; reports how often each name was seen.
+            "sqlite-reopen" => {
+                let addresses: Vec<String> = o["addresses"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut seen = serde_json::Map::new();
+                let mut errors = serde_json::Map::new();
+                for i in 0..opt_u64(o, "count", 1000) as usize {
+                    let Some(address) = addresses.get(i % addresses.len().max(1)) else {
+                        break;
+                    };
+                    let target = raw_sql::Endpoint {
+                        driver: raw_sql::Driver::Sqlite,
+                        address: address.clone(),
+                        database: None,
+                    };
+                    let name = raw_sql::open(&target, None).and_then(|conn| {
+                        let rows = conn.query(
+                            "SELECT name FROM sqlite_schema WHERE type = 'table' LIMIT 1",
+                            &[],
+                        )?;
+                        let batch = rows.next_batch(1)?.unwrap_or_default();
+                        Ok(match batch.first().and_then(|r| r.first()) {
+                            Some(raw_sql::SqlValue::Text(t)) => t.clone(),
+                            _ => "(none)".to_string(),
+                        })
+                    });
+                    let (map, key) = match name {
+                        Ok(n) => (&mut seen, n),
+                        Err(e) => {
+                            let (kind, message) = error_parts(&e);
+                            let head: String = message
+                                .split(':')
+                                .next()
+                                .unwrap_or("")
+                                .chars()
+                                .take(60)
+                                .collect();
+                            (&mut errors, format!("{kind}: {head}"))
+                        }
+                    };
+                    let n = map.get(&key).and_then(Value::as_u64).unwrap_or(0);
+                    map.insert(key, json!(n + 1));
+                }
+                probe(out, json!({ "seen": seen, "errors": errors }))
+            }
+            // Opens connections until the host refuses one (at most `count`), keeping them all.
+            "sql-open-flood" => {
+                let endpoint = endpoint_of(&config);
+                let cred = if opt_str(o, "driver") == "sqlite" {
+                    None
+                } else {
+                    Some(raw_cred::get("source")?)
+                };
+                let mut held = Vec::new();
+                let mut refusal = String::new();
+                for _ in 0..opt_u64(o, "count", 1500) {
+                    match raw_sql::open(&endpoint, cred.as_ref()) {
+                        Ok(c) => held.push(c),
+                        Err(e) => {
+                            let (kind, message) = error_parts(&e);
+                            refusal = format!("{kind}: {message}");
+                            break;
+                        }
+                    }
+                }
+                probe(out, json!({ "opened": held.len(), "refusal": refusal }))
             }
             "handle-flood" => {
                 let mut n = 0u64;
