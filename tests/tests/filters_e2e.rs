@@ -547,10 +547,10 @@ fn patterns_that_can_match_no_name_fail_the_config_with_what_to_write() {
             ),
         )
         .unwrap();
-        let err = airlock::config::LoadedConfig::load(&path)
-            .err()
-            .expect("the config is refused")
-            .to_string();
+        let Err(err) = airlock::config::LoadedConfig::load(&path) else {
+            panic!("the config with `{pattern}` is refused");
+        };
+        let err = err.to_string();
         assert!(err.contains(&format!("filters.{key}")), "{err}");
         assert!(err.contains(&format!("pattern `{pattern}`")), "{err}");
         assert!(err.contains(needle), "{err}");
