@@ -2,7 +2,10 @@
 //! filters every emitted asset again, so these answers only have to be *conservative*: they
 //! say "skip" only when the host would drop everything under the path anyway. They follow the
 //! host's pattern syntax (globs: `*` within a segment, `**` across segments, `?` one character
-//! of a segment; `re:` regular expressions, which these helpers never use to skip anything).
+//! of a segment; `re:` regular expressions, which these helpers never use to skip anything),
+//! matched against the qualified name text: `*` and `?` stop at `.` and `"` here, while the host
+//! matches them per segment (where they also cover the `.` of a quoted `"odd.name"`), so these
+//! helpers only ever exclude less than the host.
 
 use crate::Scope;
 
@@ -81,7 +84,8 @@ fn may_match_under(p: &str, path: &[&str]) -> bool {
 }
 
 /// Whether glob `pattern` matches all of `text`: `**` any run of characters but a newline, `*`
-/// any run without `.`, `?` one character other than `.`, anything else literally. Linear in
+/// any run without `.` or `"`, `?` one character other than those, anything else literally.
+/// (Stopping at `"` too keeps `**.tmp?` from matching `a."b.tmp"`, which the host keeps.) Linear in
 /// memory, O(pattern × text) in time.
 fn glob_matches(pattern: &str, text: &str, ignore_case: bool) -> bool {
     #[derive(Clone, Copy)]
@@ -122,11 +126,11 @@ fn glob_matches(pattern: &str, text: &str, ignore_case: bool) -> bool {
                 Tok::AnyRun | Tok::SegRun => {
                     let stop = |c: char| match tok {
                         Tok::AnyRun => c == '\n',
-                        _ => c == '.',
+                        _ => c == '.' || c == '"',
                     };
                     next[j] = reach[j] || (j > 0 && next[j - 1] && !stop(text[j - 1]));
                 }
-                Tok::One => next[j] = j > 0 && reach[j - 1] && text[j - 1] != '.',
+                Tok::One => next[j] = j > 0 && reach[j - 1] && !matches!(text[j - 1], '.' | '"'),
                 Tok::Lit(c) => next[j] = j > 0 && reach[j - 1] && text[j - 1] == c,
             }
         }
@@ -159,6 +163,10 @@ mod tests {
         assert!(glob_matches("*", "", false));
         assert!(!glob_matches("a", "ab", false));
         assert!(!glob_matches("a", "ba", false));
+        // a quoted segment's closing quote is no character of a segment glob
+        assert!(!glob_matches("**.tmp?", "a.\"b.tmp\"", false));
+        assert!(!glob_matches("**.t*", "a.\"b.t\"", false));
+        assert!(glob_matches("a.\"b.c\".*", "a.\"b.c\".d", false));
     }
 
     #[test]

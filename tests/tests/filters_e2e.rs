@@ -1,6 +1,8 @@
 //! The filter policy end to end with the real SQLite plugin: field rules and the per-kind cap
 //! counted exactly in the manifest, case sensitivity per engine, preview (library and binary)
-//! publishing nothing, and `airlock filters explain`.
+//! publishing nothing, `airlock filters explain`, and the pattern rules: `*` covering a dotted
+//! name, patterns that can match nothing refused, unmatched patterns and names confusable with
+//! an exclude listed in the manifest and the preview.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -406,4 +408,157 @@ fn cli_explains_which_rule_decides() {
                 "decision": {"kept": false, "rule": "kind-not-allowed", "pattern": null},
                 "fields": []}])
     );
+}
+
+/// A database whose names test the pattern rules: a table holding a dot, a look-alike of an
+/// excluded table (Cyrillic `а`), and the table it looks like.
+fn odd_workspace() -> Workspace {
+    let ws = Workspace::new();
+    let conn = rusqlite::Connection::open(ws.path().join("shop.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE \"odd.name\" (id INTEGER);
+         CREATE TABLE orders (id INTEGER);
+         CREATE TABLE audit (who TEXT);
+         CREATE TABLE \"\u{0430}udit\" (who TEXT);",
+    )
+    .unwrap();
+    ws
+}
+
+#[tokio::test]
+async fn star_covers_a_dotted_name_and_unmatched_and_confusable_names_are_listed() {
+    let ws = odd_workspace();
+    let rt = runtime();
+    let cfg = config(
+        &ws,
+        "exclude = [\"shop.main.odd*\", \"shop.main.audit\", \"shop.main.nosuch\", \"re:nowhere\"]\n",
+    );
+    let report = run(&rt, &cfg).await.expect("run succeeds");
+    let manifest = verify_run_dir(&report.output_dir);
+    // `odd*` covers `odd.name` (qualified `shop.main."odd.name"`) and its column
+    assert_eq!(
+        names(&report.output_dir, "table"),
+        vec!["shop.main.orders", "shop.main.\u{0430}udit"]
+    );
+    assert!(names(&report.output_dir, "column")
+        .iter()
+        .all(|c| !c.contains("odd")));
+    assert_eq!(manifest["counts"]["table"]["dropped_filter"], 2);
+    assert_eq!(
+        manifest["filter"]["unmatched_patterns"],
+        json!([
+            "filters.exclude: `shop.main.nosuch`",
+            "filters.exclude: `re:nowhere`"
+        ])
+    );
+    // the look-alike is kept, and flagged with its column
+    assert_eq!(
+        manifest["filter"]["confusable_with_exclude"],
+        json!([
+            {"kind": "table", "name": "shop.main.\u{0430}udit", "pattern": "shop.main.audit"},
+            {"kind": "column", "name": "shop.main.\u{0430}udit.who", "pattern": "shop.main.audit"},
+        ])
+    );
+    assert!(
+        manifest["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("confusable with an exclude pattern")),
+        "{manifest}"
+    );
+
+    // the preview says the same on the terminal
+    let path = ws.path().join("airlock.toml");
+    let o = airlock(
+        &ws,
+        &[
+            "preview",
+            "--config",
+            path.to_str().unwrap(),
+            "--samples",
+            "0",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for line in [
+        "warning: filters.exclude: `shop.main.nosuch` matched no asset",
+        "warning: filters.exclude: `re:nowhere` matched no asset",
+        "warning: kept table shop.main.\u{0430}udit is confusable with filters.exclude `shop.main.audit`",
+    ] {
+        assert!(text.contains(line), "{line} not in:\n{text}");
+    }
+    assert!(
+        !text.contains("`shop.main.odd*` matched no asset"),
+        "{text}"
+    );
+
+    // and `filters explain` for the look-alike
+    let o = airlock(
+        &ws,
+        &[
+            "filters",
+            "explain",
+            "--config",
+            path.to_str().unwrap(),
+            "shop.main.\u{0430}udit",
+            "shop.main.\"odd.name\"",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(
+        lines[0],
+        "shop.main.\u{0430}udit: kept: filters.include is empty, so everything is"
+    );
+    assert!(
+        lines[1].starts_with("  warning: confusable with filters.exclude `shop.main.audit`"),
+        "{text}"
+    );
+    assert_eq!(
+        lines[2],
+        "shop.main.\"odd.name\": dropped: excluded by `shop.main.odd*`"
+    );
+}
+
+#[test]
+fn patterns_that_can_match_no_name_fail_the_config_with_what_to_write() {
+    let ws = workspace();
+    for (key, pattern, needle) in [
+        (
+            "exclude",
+            "[audit",
+            "must be written as a quoted segment: `\"[audit\"`",
+        ),
+        (
+            "include",
+            "a/b",
+            "must be written as a quoted segment: `\"a/b\"`",
+        ),
+        ("exclude", "shop.main.orders.id.x", "5 segments"),
+    ] {
+        let path = ws.path().join("airlock.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[source]\nplugin = \"{}\"\ndatabase = \"shop.db\"\n\n[sink]\nkind = \"local\"\ndir = \"out\"\n\n[filters]\n{key} = [\"{pattern}\"]\n",
+                plugin("sqlite").display()
+            ),
+        )
+        .unwrap();
+        let Err(err) = airlock::config::LoadedConfig::load(&path) else {
+            panic!("the config with `{pattern}` is refused");
+        };
+        let err = err.to_string();
+        assert!(err.contains(&format!("filters.{key}")), "{err}");
+        assert!(err.contains(&format!("pattern `{pattern}`")), "{err}");
+        assert!(err.contains(needle), "{err}");
+        // the CLI refuses it as a configuration error, before any plugin runs
+        let o = airlock(&ws, &["run", "--config", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(stderr.contains(needle), "{stderr}");
+        assert!(!ws.out().exists());
+    }
 }

@@ -517,6 +517,145 @@ async fn control_characters_in_asset_paths_are_refused() {
 }
 
 #[tokio::test]
+async fn an_excluded_table_renamed_with_a_homoglyph_is_flagged_as_confusable() {
+    let mut case = Case::new(
+        "an_excluded_table_renamed_with_a_homoglyph_is_flagged_as_confusable",
+        file!(),
+        "with exclude = [\"db.main.audit\"], emits `audit` and again as `\u{430}udit` (Cyrillic а)",
+        "the run completes; `audit` is dropped; the look-alike is kept (exclude is no boundary) and listed in manifest filter.confusable_with_exclude with its column, plus a warning",
+    );
+    let rt = runtime();
+    let ws = Workspace::new();
+    let cfg = suite_config(
+        &ws,
+        "",
+        "mode = \"homoglyph-name\"",
+        "[filters]\nexclude = [\"db.main.audit\"]\n",
+    );
+    let (result, _) = run_observed(&rt, &cfg, None).await;
+    let report = result.expect("a look-alike name is not fatal");
+    let manifest = verify_run_dir(&report.output_dir);
+    let tables: Vec<String> = read_jsonl(&report.output_dir, "table")
+        .iter()
+        .map(|a| a["qualified_name"].as_str().unwrap().to_string())
+        .collect();
+    let flagged = &manifest["filter"]["confusable_with_exclude"];
+    case.actual(format!(
+        "completed; tables written {tables:?}; flagged {flagged}"
+    ));
+    assert_eq!(tables, vec!["db.main.\u{430}udit"]);
+    assert_eq!(
+        *flagged,
+        serde_json::json!([
+            {"kind": "table", "name": "db.main.\u{430}udit", "pattern": "db.main.audit"},
+            {"kind": "column", "name": "db.main.\u{430}udit.who", "pattern": "db.main.audit"},
+        ])
+    );
+    assert!(
+        manifest["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("confusable with an exclude pattern")),
+        "{manifest}"
+    );
+    assert_eq!(manifest["counts"]["table"]["dropped_filter"], 1);
+    assert_eq!(manifest["counts"]["column"]["dropped_filter"], 1);
+    assert_host_healthy(&rt).await;
+}
+
+/// An excluded table emitted again with an invisible character in its name: refused.
+async fn invisible_name_case(case: &mut Case, mode: &str, code: &str) {
+    let rt = runtime();
+    let ws = Workspace::new();
+    let cfg = suite_config(
+        &ws,
+        "",
+        &format!("mode = \"{mode}\""),
+        "[filters]\nexclude = [\"db.main.audit\"]\n",
+    );
+    let (result, _) = run_observed(&rt, &cfg, None).await;
+    let err = result.expect_err("the asset must be refused");
+    case.failed(&err);
+    assert_eq!(err.kind(), "invalid-output", "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("invisible format character {code}")),
+        "{err}"
+    );
+    assert_nothing_published(&ws);
+    assert_host_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn an_excluded_table_renamed_with_a_zero_width_space_is_refused() {
+    let mut case = Case::new(
+        "an_excluded_table_renamed_with_a_zero_width_space_is_refused",
+        file!(),
+        "with exclude = [\"db.main.audit\"], emits the table again as `au\\u{200B}dit` (zero-width space)",
+        "invalid-output: path segment contains an invisible format character U+200B; nothing published",
+    );
+    invisible_name_case(&mut case, "zero-width-name", "U+200B").await;
+}
+
+#[tokio::test]
+async fn an_excluded_table_renamed_with_a_bidi_override_is_refused() {
+    let mut case = Case::new(
+        "an_excluded_table_renamed_with_a_bidi_override_is_refused",
+        file!(),
+        "with exclude = [\"db.main.audit\"], emits the table again as `\\u{202E}tidua` (right-to-left override: shown as `audit`)",
+        "invalid-output: path segment contains an invisible format character U+202E; nothing published",
+    );
+    invisible_name_case(&mut case, "bidi-name", "U+202E").await;
+}
+
+#[tokio::test]
+async fn an_excluded_table_renamed_with_a_line_separator_is_refused() {
+    let mut case = Case::new(
+        "an_excluded_table_renamed_with_a_line_separator_is_refused",
+        file!(),
+        "with exclude = [\"db.main.audit\"], emits the table again as `audit\\u{2028}` (line separator)",
+        "invalid-output: path segment contains an invisible format character U+2028; nothing published",
+    );
+    invisible_name_case(&mut case, "line-separator-name", "U+2028").await;
+}
+
+#[tokio::test]
+async fn a_dotted_table_name_under_an_excluded_schema_glob_is_excluded() {
+    let mut case = Case::new(
+        "a_dotted_table_name_under_an_excluded_schema_glob_is_excluded",
+        file!(),
+        "with exclude = [\"db.main.*\"], emits a table named `odd.name` (qualified `db.main.\"odd.name\"`) and its column",
+        "the run completes; `*` covers the whole segment: the table and its column are dropped, counted as dropped_filter",
+    );
+    let rt = runtime();
+    let ws = Workspace::new();
+    let cfg = suite_config(
+        &ws,
+        "",
+        "mode = \"dotted-name\"",
+        "[filters]\nexclude = [\"db.main.*\"]\n",
+    );
+    let (result, _) = run_observed(&rt, &cfg, None).await;
+    let report = result.expect("filtered assets are not fatal");
+    let manifest = verify_run_dir(&report.output_dir);
+    let mut written: Vec<String> = ["database", "schema", "table", "column"]
+        .iter()
+        .flat_map(|k| read_jsonl(&report.output_dir, k))
+        .map(|a| a["qualified_name"].as_str().unwrap().to_string())
+        .collect();
+    written.sort();
+    case.actual(format!("completed; written {written:?}"));
+    assert_eq!(written, vec!["db", "db.main", "db.other", "db.other.t"]);
+    assert_eq!(manifest["counts"]["table"]["dropped_filter"], 1);
+    assert_eq!(manifest["counts"]["column"]["dropped_filter"], 1);
+    assert_eq!(
+        manifest["filter"]["unmatched_patterns"],
+        serde_json::json!([])
+    );
+    assert_host_healthy(&rt).await;
+}
+
+#[tokio::test]
 async fn a_path_of_the_wrong_shape_is_refused() {
     let mut case = Case::new(
         "a_path_of_the_wrong_shape_is_refused",

@@ -340,6 +340,12 @@ fn explain(args: &ExplainArgs, home_dir: &Path) -> i32 {
                 println!("  field rule: {rule}");
             }
         }
+        if let Some(p) = &e.confusable_with_exclude {
+            println!(
+                "  warning: confusable with filters.exclude `{p}`: it looks like a name that \
+                 pattern drops (Unicode look-alike characters); filters.include is the boundary"
+            );
+        }
     }
     0
 }
@@ -522,6 +528,34 @@ fn print_preview(r: &PreviewReport, json: bool) {
     for w in m.warnings.iter().take(10) {
         println!("warning: {w}");
     }
+    for w in filter_warnings(m) {
+        println!("warning: {w}");
+    }
+}
+
+/// One line per pattern that matched nothing and per kept name confusable with an exclude
+/// pattern (the first 10; the manifest lists up to 100 and counts the rest).
+fn filter_warnings(m: &crate::pipeline::manifest::Manifest) -> Vec<String> {
+    let f = &m.filter;
+    let mut out: Vec<String> = f
+        .unmatched_patterns
+        .iter()
+        .map(|p| format!("{p} matched no asset (a typo, or the source changed?)"))
+        .collect();
+    for c in f.confusable_with_exclude.iter().take(10) {
+        out.push(format!(
+            "kept {} {} is confusable with filters.exclude `{}` (a look-alike of an excluded name)",
+            c.kind, c.name, c.pattern
+        ));
+    }
+    let more =
+        (f.confusable_with_exclude.len() as u64).saturating_sub(10) + f.confusable_not_listed;
+    if more > 0 {
+        out.push(format!(
+            "{more} more kept names are confusable with an exclude pattern (see the manifest)"
+        ));
+    }
+    out
 }
 
 fn fail(e: &RunError, json: bool) -> i32 {
@@ -588,6 +622,9 @@ fn print_report(r: &RunReport, json: bool) {
         );
     }
     for w in m.warnings.iter().take(10) {
+        println!("warning: {w}");
+    }
+    for w in filter_warnings(m) {
         println!("warning: {w}");
     }
     if r.dropped_log_lines > 0 {

@@ -120,6 +120,23 @@ impl FromStr for AssetKind {
     }
 }
 
+/// Whether `c` is an invisible format character or a line/paragraph separator: Unicode general
+/// category Cf (zero-width space and joiners U+200B–U+200D, word joiner U+2060, BOM U+FEFF,
+/// bidi controls U+200E/U+200F, U+202A–U+202E, U+2066–U+2069, U+061C, soft hyphen U+00AD, tag
+/// characters, ...), Zl (U+2028) or Zp (U+2029). A name holding one can look like another
+/// name, or reorder how the text around it is shown, so asset paths holding one are refused.
+pub fn is_invisible_format(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    // ASCII has none (its controls are Cc, refused separately).
+    !c.is_ascii()
+        && matches!(
+            c.general_category(),
+            GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+}
+
 /// The qualified name of a path: segments joined with `.`; a segment that contains `.` or `"`
 /// is written in double quotes with `"` doubled, as SQL does.
 pub fn qualified_name(path: &[String]) -> String {
@@ -168,5 +185,32 @@ mod tests {
             "db.\"a.b\".\"t\"\"x\""
         );
         assert_eq!(qualified_name(&p(&["db", "a\"."])), "db.\"a\"\".\"");
+    }
+
+    #[test]
+    fn invisible_format_characters_are_recognised() {
+        for c in [
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{2060}',
+            '\u{FEFF}',
+            '\u{202A}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{200E}',
+            '\u{200F}',
+            '\u{061C}',
+            '\u{00AD}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{E0041}',
+        ] {
+            assert!(is_invisible_format(c), "U+{:04X}", c as u32);
+        }
+        for c in ['a', ' ', '$', 'é', 'а', '\u{0301}', '日', '\u{00A0}', '-'] {
+            assert!(!is_invisible_format(c), "U+{:04X}", c as u32);
+        }
     }
 }

@@ -83,6 +83,32 @@ pub struct FilterRef {
     /// What a secret found by the outbound scan does (`fail` or `quarantine`).
     #[serde(default)]
     pub on_secret: crate::config::OnSecret,
+    /// Include and exclude patterns that matched no emitted asset's name (or an ancestor's),
+    /// as ``filters.exclude: `pattern` ``: a typo, or a source that changed.
+    #[serde(default)]
+    pub unmatched_patterns: Vec<String>,
+    /// Kept assets whose names are confusable with an exclude pattern by Unicode TR39
+    /// skeletons (`аudit` with a Cyrillic `а` against `audit`), at most 100.
+    #[serde(default)]
+    pub confusable_with_exclude: Vec<ConfusableName>,
+    /// Further kept assets confusable with an exclude pattern, counted only.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub confusable_not_listed: u64,
+}
+
+/// A kept asset whose name looks like one an exclude pattern drops.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConfusableName {
+    /// Its kind.
+    pub kind: String,
+    /// Its qualified name.
+    pub name: String,
+    /// The exclude pattern it is confusable with.
+    pub pattern: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn yes() -> bool {

@@ -21,9 +21,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::OnSecret;
 use crate::runtime::limits::{LimitExceeded, Limits};
 use crate::state::RunAudit;
-use asset::{qualified_name, AssetKind};
+use asset::{is_invisible_format, qualified_name, AssetKind};
 use fields::{FieldCounts, HashKeys};
-use filter::FilterPolicy;
+use filter::{FilterPolicy, PatternMatches};
+use manifest::ConfusableName;
 use scan::OutboundScanner;
 use spool::{SpoolWriter, SpooledFile};
 
@@ -31,6 +32,8 @@ use spool::{SpoolWriter, SpooledFile};
 const MAX_SEGMENT_BYTES: usize = 1024;
 /// Maximum assets in one emit call.
 const MAX_BATCH_ASSETS: usize = 100_000;
+/// Kept names confusable with an exclude pattern listed in the manifest; the rest are counted.
+const MAX_CONFUSABLES_LISTED: usize = 100;
 
 /// An asset as it arrives from a plugin, before any check.
 #[derive(Debug, Clone)]
@@ -119,6 +122,9 @@ pub struct Pipeline {
     hash_keys: HashKeys,
     scanner: Arc<OutboundScanner>,
     audit: Option<RunAudit>,
+    matched: PatternMatches,
+    confusables: Vec<ConfusableName>,
+    confusables_not_listed: u64,
 }
 
 #[derive(Serialize)]
@@ -133,6 +139,9 @@ impl Pipeline {
     /// A pipeline that spools kept assets into `spool_dir`.
     pub fn new(policy: FilterPolicy, limits: &Limits, spool_dir: &Path) -> Self {
         Pipeline {
+            matched: policy.pattern_matches(),
+            confusables: Vec::new(),
+            confusables_not_listed: 0,
             policy,
             spool: SpoolWriter::new(spool_dir),
             counts: BTreeMap::new(),
@@ -242,6 +251,7 @@ impl Pipeline {
                 "{kind} {name}: attributes are not a JSON object"
             )));
         }
+        self.policy.note_matches(&asset.path, &mut self.matched);
         if !self.policy.decide(kind, &asset.path).keeps() {
             self.counts.entry(kind).or_default().dropped_filter += 1;
             return Ok(());
@@ -308,6 +318,19 @@ impl Pipeline {
             fields: changed,
             ..KindCounts::default()
         });
+        // Exclude is no boundary against a plugin that renames: say when what is written
+        // looks like what an exclude pattern meant to drop.
+        if let Some(pattern) = self.policy.confusable_exclude(&asset.path) {
+            if self.confusables.len() < MAX_CONFUSABLES_LISTED {
+                self.confusables.push(ConfusableName {
+                    kind: kind.as_str().to_string(),
+                    name,
+                    pattern: pattern.to_string(),
+                });
+            } else {
+                self.confusables_not_listed += 1;
+            }
+        }
         Ok(())
     }
 
@@ -341,9 +364,21 @@ impl Pipeline {
     }
 
     /// Finishes the spool: flushed, synced and hashed files plus the counts.
-    pub fn finish(self) -> Result<PipelineOutput, PipelineError> {
+    pub fn finish(mut self) -> Result<PipelineOutput, PipelineError> {
+        let confusable = self.confusables.len() as u64 + self.confusables_not_listed;
+        if confusable > 0 {
+            // past the cap of `warn`: this one is always said
+            self.warnings.push(format!(
+                "{confusable} kept assets have names confusable with an exclude pattern \
+                 (filter.confusable_with_exclude): a plugin may have renamed what the pattern \
+                 meant to drop; filters.include is the boundary, not filters.exclude"
+            ));
+        }
         let files = self.spool.finish()?;
         Ok(PipelineOutput {
+            unmatched_patterns: self.policy.unmatched(&self.matched),
+            confusables: self.confusables,
+            confusables_not_listed: self.confusables_not_listed,
             files,
             counts: self
                 .counts
@@ -364,6 +399,14 @@ pub struct PipelineOutput {
     pub counts: BTreeMap<String, KindCounts>,
     /// Problems worth telling the operator.
     pub warnings: Vec<String>,
+    /// Include and exclude patterns that matched no emitted asset (see
+    /// [`FilterPolicy::unmatched`]).
+    pub unmatched_patterns: Vec<String>,
+    /// Kept assets whose names are confusable with an exclude pattern, the first
+    /// [`MAX_CONFUSABLES_LISTED`].
+    pub confusables: Vec<ConfusableName>,
+    /// Further such assets, counted.
+    pub confusables_not_listed: u64,
 }
 
 fn asset_size(a: &EmittedAsset) -> usize {
@@ -393,6 +436,15 @@ fn validate_path(kind: AssetKind, path: &[String]) -> Result<(), PipelineError> 
         if seg.chars().any(char::is_control) {
             return Err(PipelineError::Invalid(format!(
                 "{kind} path segment contains a control character"
+            )));
+        }
+        // Invisible characters make a name look like another (a zero-width space inside an
+        // excluded name) or reorder how it is shown (bidi controls): refused like controls.
+        if let Some(c) = seg.chars().find(|&c| is_invisible_format(c)) {
+            return Err(PipelineError::Invalid(format!(
+                "{kind} path segment contains an invisible format character U+{:04X} \
+                 (Unicode general category Cf, Zl or Zp)",
+                c as u32
             )));
         }
     }
@@ -473,6 +525,78 @@ mod tests {
             .accept(vec![asset(AssetKind::Table, "db.s.t", "{")])
             .unwrap_err();
         assert!(e.to_string().contains("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn invisible_format_characters_in_paths_fail() {
+        for (name, code) in [
+            ("au\u{200B}dit", "U+200B"),
+            ("audit\u{202E}txt", "U+202E"),
+            ("au\u{2028}dit", "U+2028"),
+            ("\u{FEFF}audit", "U+FEFF"),
+            ("au\u{00AD}dit", "U+00AD"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut p = pipeline(dir.path(), &Limits::default(), &[]);
+            let e = p
+                .accept(vec![EmittedAsset {
+                    kind: AssetKind::Table,
+                    path: vec!["db".into(), "s".into(), name.into()],
+                    attributes_json: "{}".into(),
+                }])
+                .unwrap_err();
+            assert!(matches!(e, PipelineError::Invalid(_)), "{e}");
+            assert!(e.to_string().contains(code), "{e}");
+            assert!(e.to_string().contains("invisible format character"), "{e}");
+        }
+    }
+
+    #[test]
+    fn unmatched_patterns_and_confusable_names_reach_the_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = pipeline(
+            dir.path(),
+            &Limits::default(),
+            &["db.s.audit", "db.s.secret", "db.s.typo"],
+        );
+        let mut batch = vec![
+            asset(AssetKind::Table, "db.s.audit", "{}"),
+            asset(AssetKind::Table, "db.s.secret", "{}"),
+        ];
+        for i in 0..(MAX_CONFUSABLES_LISTED + 2) {
+            // Cyrillic а: kept, flagged (through the table for its columns)
+            batch.push(EmittedAsset {
+                kind: AssetKind::Column,
+                path: vec![
+                    "db".into(),
+                    "s".into(),
+                    "\u{0430}udit".into(),
+                    format!("c{i}"),
+                ],
+                attributes_json: "{}".into(),
+            });
+        }
+        p.accept(batch).unwrap();
+        let out = p.finish().unwrap();
+        assert_eq!(out.unmatched_patterns, vec!["filters.exclude: `db.s.typo`"]);
+        assert_eq!(out.counts["column"].kept, MAX_CONFUSABLES_LISTED as u64 + 2);
+        assert_eq!(out.confusables.len(), MAX_CONFUSABLES_LISTED);
+        assert_eq!(out.confusables_not_listed, 2);
+        assert_eq!(
+            out.confusables[0],
+            ConfusableName {
+                kind: "column".into(),
+                name: "db.s.\u{0430}udit.c0".into(),
+                pattern: "db.s.audit".into(),
+            }
+        );
+        assert!(
+            out.warnings
+                .iter()
+                .any(|w| w.starts_with("102 kept assets have names confusable")),
+            "{:?}",
+            out.warnings
+        );
     }
 
     #[test]

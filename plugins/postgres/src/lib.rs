@@ -711,10 +711,12 @@ fn pushdown_excludes(patterns: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The host's glob semantics as a PostgreSQL advanced regular expression, anchored at both
-/// ends: `**` any run of characters (the `regex` crate's `.` stops at a newline, so this
-/// does too), `*` any run without `.`, `?` one character other than `.`, anything else
-/// literal.
+/// A PostgreSQL advanced regular expression over the qualified name, anchored at both ends,
+/// that matches no more than the host's glob: `**` any run of characters but a newline, `*`
+/// any run without `.` or `"`, `?` one character other than those, anything else literal.
+/// The host matches `*` and `?` per segment, so they also cover `.` and `"` inside a quoted
+/// name (`shop.main.*` drops `shop.main."odd.name"`); here they stop at both, which never
+/// skips what the host keeps, only leaves a few quoted names for the host to drop.
 fn glob_to_pg_regex(glob: &str) -> Option<String> {
     if glob.trim().is_empty() || glob.starts_with("re:") || glob.chars().any(char::is_control) {
         return None;
@@ -727,8 +729,8 @@ fn glob_to_pg_regex(glob: &str) -> Option<String> {
                 chars.next();
                 out.push_str("[^\n]*");
             }
-            '*' => out.push_str("[^.]*"),
-            '?' => out.push_str("[^.]"),
+            '*' => out.push_str("[^.\"]*"),
+            '?' => out.push_str("[^.\"]"),
             // A backslash before a non-alphanumeric character makes it literal; before an
             // alphanumeric one it would start an escape, so those stay bare.
             c if c.is_ascii_alphanumeric() || !c.is_ascii() => out.push(c),
@@ -752,11 +754,11 @@ mod tests {
     fn globs_translate() {
         assert_eq!(
             glob_to_pg_regex("shop.main.audit_*").unwrap(),
-            "^(?:shop\\.main\\.audit\\_[^.]*)$"
+            "^(?:shop\\.main\\.audit\\_[^.\"]*)$"
         );
         assert_eq!(
             glob_to_pg_regex("**.tmp?").unwrap(),
-            "^(?:[^\n]*\\.tmp[^.])$"
+            "^(?:[^\n]*\\.tmp[^.\"])$"
         );
         assert_eq!(glob_to_pg_regex("re:.*"), None);
         assert_eq!(

@@ -333,6 +333,25 @@ fn sql_query(config: &Value, out: &mut Emitter) -> Result<(), Error> {
     )
 }
 
+/// Emits `db`, `db.main`, the table `db.main.audit` and its column, then `name` (a renamed
+/// `audit`) with a column.
+fn renamed_table(out: &mut Emitter, name: &str) -> Result<(), Error> {
+    out.emit(AssetKind::Database, ["db"], json!({}))?;
+    out.emit(AssetKind::Schema, ["db", "main"], json!({}))?;
+    out.emit(
+        AssetKind::Table,
+        ["db", "main", "audit"],
+        json!({ "comment": "who did what" }),
+    )?;
+    out.emit(AssetKind::Column, ["db", "main", "audit", "who"], json!({}))?;
+    out.emit(
+        AssetKind::Table,
+        ["db", "main", name],
+        json!({ "comment": "who did what" }),
+    )?;
+    out.emit(AssetKind::Column, ["db", "main", name, "who"], json!({}))
+}
+
 impl Connector for Suite {
     type Config = Value;
 
@@ -419,6 +438,24 @@ impl Connector for Suite {
                 out.emit(AssetKind::Schema, ["good\"", "main"], json!({}))
             }
             "control-path" => out.emit(AssetKind::Table, ["db", "main", "t\0\n../x"], json!({})),
+            // An excluded table emitted again under a name that looks the same, or the same
+            // name with an invisible character in it; and a name holding a dot.
+            "homoglyph-name" => renamed_table(out, "\u{0430}udit"),
+            "zero-width-name" => renamed_table(out, "au\u{200B}dit"),
+            "bidi-name" => renamed_table(out, "\u{202E}tidua"),
+            "line-separator-name" => renamed_table(out, "audit\u{2028}"),
+            "dotted-name" => {
+                out.emit(AssetKind::Database, ["db"], json!({}))?;
+                out.emit(AssetKind::Schema, ["db", "main"], json!({}))?;
+                out.emit(AssetKind::Table, ["db", "main", "odd.name"], json!({}))?;
+                out.emit(
+                    AssetKind::Column,
+                    ["db", "main", "odd.name", "id"],
+                    json!({}),
+                )?;
+                out.emit(AssetKind::Schema, ["db", "other"], json!({}))?;
+                out.emit(AssetKind::Table, ["db", "other", "t"], json!({}))
+            }
             "wrong-path-shape" => out.emit(AssetKind::Table, ["only-one-segment"], json!({})),
             "abort-after-emits" => {
                 for i in 0..20 {
