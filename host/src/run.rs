@@ -126,6 +126,7 @@ impl RunError {
             RunError::Limit(LimitExceeded::Output(_)) => "output-limit",
             RunError::Limit(LimitExceeded::CallSize(_)) => "call-size-limit",
             RunError::Limit(LimitExceeded::HostMemory(_)) => "host-memory-limit",
+            RunError::Limit(LimitExceeded::Compile(_)) => "compile-limit",
             RunError::PluginFailed { .. } => "plugin-error",
             RunError::PluginCrashed(_) => "plugin-crashed",
             RunError::InvalidOutput(_) => "invalid-output",
@@ -604,6 +605,56 @@ async fn resolve_hash_keys(
     Ok(keys)
 }
 
+/// Compiles a component that is not cached yet in the same limited child process as
+/// `plugin install` (RLIMIT_AS of the default compile memory limit), within what is left of
+/// the run's deadline, so a compile-time bomb stops at the deadline like any plugin. A
+/// runtime without a compiler (library use) compiles in process when it loads the plugin.
+async fn compile_in_limited_child(
+    runtime: &Runtime,
+    wasm: &[u8],
+    limits: &Limits,
+    started: Instant,
+) -> Result<(), RunError> {
+    use crate::plugins::compile::{compile_in_child, CompileError, CompileLimits};
+    let Some(program) = runtime.compiler() else {
+        return Ok(());
+    };
+    if runtime.is_cached(&hex::encode(Sha256::digest(wasm))) {
+        return Ok(());
+    }
+    let deadline = Duration::from_secs(limits.deadline_s);
+    let left = deadline.saturating_sub(started.elapsed());
+    let compile = CompileLimits {
+        time: left.max(Duration::from_millis(1)),
+        ..CompileLimits::default()
+    };
+    tracing::info!(
+        "compiling the plugin in a limited child process (at most {:.1} s, {} MiB)",
+        compile.time.as_secs_f64(),
+        compile.memory_mb
+    );
+    match compile_in_child(program, wasm, runtime.cache_dir(), compile).await {
+        Ok(_) => Ok(()),
+        Err(CompileError::TimeLimit { .. }) => {
+            Err(RunError::Limit(LimitExceeded::Compile(format!(
+                "compiling the plugin did not finish within the run's deadline of {} s \
+             (limits.deadline_s), so the compiler process was killed; a component that takes \
+             this long may be a compile-time bomb. If you trust it, install it with `airlock \
+             plugin install` (which compiles it once, under --compile-timeout-s) or raise \
+             limits.deadline_s",
+                limits.deadline_s
+            ))))
+        }
+        Err(e @ CompileError::MemoryLimit { .. }) => {
+            Err(RunError::Limit(LimitExceeded::Compile(e.to_string())))
+        }
+        // Not a valid connector: the child compiled what it could (into the cache) within the
+        // limits, and loading it here names the exact reason with the plugin's path.
+        Err(CompileError::Rejected(_)) => Ok(()),
+        Err(e) => Err(RunError::Runtime(e.to_string())),
+    }
+}
+
 async fn run_inner(
     runtime: &Runtime,
     cfg: &LoadedConfig,
@@ -643,6 +694,7 @@ async fn run_inner(
         ),
     )?;
     check_data_access(cfg, &sql, &wasm)?;
+    compile_in_limited_child(runtime, &wasm, &limits, started).await?;
     let plugin = runtime.load_plugin_bytes(&plugin_path, &wasm)?;
     drop(wasm);
     tracing::debug!(

@@ -380,3 +380,61 @@ fn base32(bytes: &[u8]) -> String {
     }
     out
 }
+
+fn leb128(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn wasm_section(id: u8, content: &[u8], out: &mut Vec<u8>) {
+    out.push(id);
+    leb128(content.len(), out);
+    out.extend_from_slice(content);
+}
+
+/// A component whose one core function takes the compiler time that grows with the square of
+/// `n` (`n` i64 locals, `n` nested blocks, a `br_table` to all of them, and locals changed
+/// after every block, so every merge carries many values): a compile-time bomb of a few MB.
+/// It exports nothing, so once compiled it is refused as not being a connector.
+pub fn slow_to_compile_component(n: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.push(1);
+    leb128(n, &mut body);
+    body.push(0x7e); // n locals of type i64
+    for _ in 0..n {
+        body.extend_from_slice(&[0x02, 0x40]); // block
+    }
+    body.extend_from_slice(&[0x20, 0x00, 0xa7, 0x0e]); // local.get 0; i32.wrap_i64; br_table
+    leb128(n - 1, &mut body);
+    for k in 0..n {
+        leb128(k, &mut body);
+    }
+    let step = (n / 50).max(1);
+    for _ in 0..n {
+        body.extend_from_slice(&[0x0b]); // end
+        for i in (0..n).step_by(step) {
+            body.push(0x20);
+            leb128(i, &mut body);
+            body.extend_from_slice(&[0x42, 0x01, 0x7c, 0x21]); // i64.const 1; i64.add; local.set
+            leb128(i, &mut body);
+        }
+    }
+    body.push(0x0b);
+    let mut code = vec![1];
+    leb128(body.len(), &mut code);
+    code.extend_from_slice(&body);
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    wasm_section(1, &[1, 0x60, 0, 0], &mut module);
+    wasm_section(3, &[1, 0], &mut module);
+    wasm_section(10, &code, &mut module);
+    let mut component = b"\0asm\x0d\0\x01\0".to_vec();
+    wasm_section(1, &module, &mut component);
+    component
+}

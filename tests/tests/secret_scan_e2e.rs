@@ -1,10 +1,16 @@
-//! The outbound secret scan against the real PostgreSQL plugin: a plugin cannot learn a secret,
-//! so the source itself holds one — table comments carrying the login password raw, base64,
-//! hex, URL-encoded and JSON-escaped. Each form must quarantine the asset and fail the run,
-//! publish nothing, and leave an audit entry that names the asset but not the secret.
+//! Secrets a source holds and secrets a plugin was given, end to end.
+//!
+//! - The inbound filter against the real PostgreSQL plugin: the source holds the login
+//!   password in table comments, raw, base64, hex, URL-encoded and JSON-escaped. The plugin
+//!   receives the marker instead in every form; the run publishes no form of the password and
+//!   audits the reflection (`secret-reflected`) without it.
+//! - The outbound scan (the second line) with a plugin that emits what the operator put into
+//!   `[source.options]`, which no capability filters: a resolved secret in any form there
+//!   quarantines the asset and fails the run, publishes nothing, and leaves an audit entry that
+//!   names the asset but not the secret.
 
 use airlock_tests::postgres::{quote_literal, PgCluster};
-use airlock_tests::{plugin, run_in, runtime, verify_run_dir, Home, Workspace};
+use airlock_tests::{plugin, read_jsonl, run_in, runtime, verify_run_dir, Home, Workspace};
 use base64::Engine;
 
 /// Has `"` and `\` (JSON escapes them), a space, `/` and a non-ASCII letter (URL-encoded).
@@ -52,12 +58,10 @@ fn leaked(text: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resolved_secret_in_any_form_is_quarantined_and_fails_the_run() {
+async fn a_reflected_secret_in_any_form_is_withheld_from_the_plugin() {
     let pg = PgCluster::start();
     pg.create_database("vault_db");
-    let mut sql = String::from(
-        "CREATE TABLE t_clean (id int); COMMENT ON TABLE t_clean IS 'nothing to see';",
-    );
+    let mut sql = String::new();
     for (table, comment, _) in forms() {
         sql.push_str(&format!(
             "CREATE TABLE {table} (id int); COMMENT ON TABLE {table} IS {};",
@@ -69,67 +73,109 @@ async fn a_resolved_secret_in_any_form_is_quarantined_and_fails_the_run() {
     let ws = Workspace::new();
     let home = Home::new(ws.path());
     let guid = home.add_password("reader", PASSWORD, &[&pg.endpoint()]);
-    let config = |include: &str| {
+    let cfg = ws.config(&format!(
+        "[source]\nplugin = \"{}\"\nendpoint = \"{}\"\ndatabase = \"vault_db\"\ncredential = \"{guid}\"\n\
+         tls = {{ mode = \"disable\", allow_cleartext_password = true }}\n\n\
+         [sink]\nkind = \"local\"\ndir = \"out\"\n\n[filters]\nkinds = [\"table\"]\n",
+        plugin("postgres").display(),
+        pg.endpoint(),
+    ));
+    let report = run_in(&runtime(), &cfg, &home)
+        .await
+        .expect("the plugin received no secret, so the run completes");
+    verify_run_dir(&report.output_dir);
+    assert!(
+        report.manifest.secrets_withheld >= forms().len() as u64,
+        "every comment held the password: {}",
+        report.manifest.secrets_withheld
+    );
+    let tables = read_jsonl(&report.output_dir, "table");
+    for (table, _, _) in forms() {
+        let t = tables
+            .iter()
+            .find(|t| t["path"][2] == table)
+            .unwrap_or_else(|| panic!("{table} is published"));
+        let comment = t["attributes"]["comment"].as_str().unwrap_or_default();
+        assert!(
+            comment.contains("[airlock:secret-withheld]"),
+            "{table}: {comment}"
+        );
+    }
+    for f in airlock_tests::all_files(&ws.out()) {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        assert!(!leaked(&text), "{} holds the password", f.display());
+    }
+    let audit = home.inner().state().audit_entries(None, None).unwrap();
+    let reflected: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "secret-reflected")
+        .collect();
+    assert_eq!(
+        reflected.len(),
+        1,
+        "audited once per capability and destination"
+    );
+    assert_eq!(reflected[0].outcome, "withheld");
+    for e in &audit {
+        assert!(!leaked(&format!("{e:?}")), "{e:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolved_secret_the_plugin_was_given_is_quarantined_and_fails_the_run() {
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    rusqlite::Connection::open(ws.path().join("db.sqlite"))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x INTEGER);")
+        .unwrap();
+    // A hash key is resolved at the start of the run, so the scan knows it.
+    let guid = home.add_password("hmac", PASSWORD, &["127.0.0.1:1"]);
+    let config = |value: &str| {
         ws.config(&format!(
-            "[source]\nplugin = \"{}\"\nendpoint = \"{}\"\ndatabase = \"vault_db\"\ncredential = \"{guid}\"\n\
-             tls = {{ mode = \"disable\", allow_cleartext_password = true }}\n\n\
-             [sink]\nkind = \"local\"\ndir = \"out\"\n\n[filters]\ninclude = [\"{include}\"]\nkinds = [\"table\"]\n",
-            plugin("postgres").display(),
-            pg.endpoint(),
+            "[source]\nplugin = \"{}\"\ndatabase = \"db.sqlite\"\n\n[source.options]\n\
+             mode = \"emit-option\"\nvalue = {}\n\n[sink]\nkind = \"local\"\ndir = \"out\"\n\n\
+             [filters]\nfields = [{{ field = \"default\", action = \"hash\", key_credential = \"{guid}\" }}]\n",
+            plugin("hostile-suite").display(),
+            serde_json::to_string(value).unwrap(),
         ))
     };
     let rt = runtime();
-
-    // The scan does not fire on clean output.
-    let report = run_in(&rt, &config("vault_db.public.t_clean"), &home)
+    let clean = run_in(&rt, &config("nothing to see"), &home)
         .await
         .expect("a clean run succeeds");
-    let manifest = verify_run_dir(&report.output_dir);
-    assert_eq!(manifest["counts"]["table"]["kept"], 1);
-    assert_eq!(manifest["counts"]["table"]["quarantined"], 0);
-    let clean_run = report.output_dir.file_name().unwrap().to_owned();
-
-    for (table, _, encoding) in forms() {
-        let err = run_in(&rt, &config(&format!("vault_db.public.{table}")), &home)
+    verify_run_dir(&clean.output_dir);
+    let clean_run = clean.output_dir.file_name().unwrap().to_owned();
+    for (name, value, encoding) in forms() {
+        let err = run_in(&rt, &config(&value), &home)
             .await
             .expect_err("the run fails");
-        assert_eq!(err.kind(), "secret-detected", "{table}: {err}");
+        assert_eq!(err.kind(), "secret-detected", "{name}: {err}");
         assert_eq!(err.exit_code(), 1);
         let message = err.to_string();
         assert!(
             message.contains(&format!(
-                "table vault_db.public.{table} quarantined: its output holds a secret this run resolved ({encoding} form)"
+                "database probe quarantined: its output holds a secret this run resolved ({encoding} form)"
             )),
-            "{table}: {message}"
+            "{name}: {message}"
         );
         assert!(!leaked(&message), "{message}");
-        // nothing published: only the clean run's directory exists
-        let entries = ws.out_entries();
         assert_eq!(
-            entries,
+            ws.out_entries(),
             vec![clean_run.to_string_lossy().into_owned()],
-            "{table}"
+            "{name}: nothing published"
         );
     }
-
-    // one audit entry per quarantined asset, naming it, never the secret
     let audit = home.inner().state().audit_entries(None, None).unwrap();
     let scans: Vec<_> = audit.iter().filter(|e| e.action == "secret-scan").collect();
     assert_eq!(scans.len(), forms().len(), "{audit:?}");
-    for ((table, _, _), entry) in forms().iter().zip(&scans) {
+    for entry in &scans {
         assert_eq!(entry.outcome, "denied");
-        let detail = entry.detail.as_deref().unwrap();
-        assert!(
-            detail.contains(&format!("vault_db.public.{table}")),
-            "{detail}"
-        );
-        assert!(!leaked(detail), "{detail}");
-        assert!(entry.run_id.is_some());
+        assert!(entry.detail.as_deref().unwrap().contains("probe"));
     }
     for e in &audit {
         assert!(!leaked(&format!("{e:?}")), "{e:?}");
     }
-    // the runs are recorded as failed
     let runs = home.inner().state().runs(100).unwrap();
     assert_eq!(runs.iter().filter(|r| r.status == "failed").count(), 5);
     assert!(runs

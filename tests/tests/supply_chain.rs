@@ -4,6 +4,8 @@
 //! — a plugin whose bytes or requests changed; ed25519 signatures are verified against the
 //! home's trusted keys.
 
+mod hostile_report;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -547,6 +549,57 @@ fn compile_limits_stop_the_child_with_a_clear_error_and_leave_nothing_installed(
     let out = env.install(&file, &["--approve"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(env.cache_entries().len(), 1);
+}
+
+#[test]
+fn a_run_compiles_an_uncached_component_in_the_limited_child_within_its_deadline() {
+    let mut case = hostile_report::Case::new(
+        "a_compile_time_bomb_run_uncached_stops_at_the_run_deadline",
+        file!(),
+        "airlock run of a never-installed component that takes tens of seconds to compile \
+         (8,000 nested blocks and locals), under limits.deadline_s = 2",
+        "compiled in the same limited child as plugin install, killed at the deadline: \
+         compile-limit naming limits.deadline_s; nothing cached or published",
+    );
+    let env = Env::new();
+    // A good plugin by path, never installed: compiled in the child, cached, run.
+    let wasm = std::fs::read(plugin("sqlite")).unwrap();
+    let file = env.file("fresh.wasm", &wasm);
+    let out = env.run(&env.config(file.to_str().unwrap(), None));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("compiling the plugin in a limited child process"),
+        "{stderr}"
+    );
+    assert_eq!(env.cache_entries().len(), 1, "the child cached it");
+
+    // A compile-time bomb under limits.deadline_s = 2: the child is killed at the deadline.
+    let bomb = env.file("bomb.wasm", &airlock_tests::slow_to_compile_component(8000));
+    let config = env.config(bomb.to_str().unwrap(), None);
+    let mut text_cfg = std::fs::read_to_string(&config).unwrap();
+    text_cfg.push_str("\n[limits]\ndeadline_s = 2\n");
+    std::fs::write(&config, text_cfg).unwrap();
+    let started = std::time::Instant::now();
+    let out = env.run(&config);
+    let elapsed = started.elapsed();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["error"]["kind"], "compile-limit", "{summary}");
+    let message = summary["error"]["message"].as_str().unwrap();
+    assert!(message.contains("limits.deadline_s"), "{message}");
+    assert_eq!(
+        env.cache_entries().len(),
+        1,
+        "nothing of the bomb was cached"
+    );
+    assert_eq!(env.published_runs(), 1, "only the good run was published");
+    case.actual(format!(
+        "compile-limit after {:.1} s: {message}",
+        elapsed.as_secs_f64()
+    ));
+    eprintln!("the bomb was stopped after {elapsed:?}");
 }
 
 #[test]

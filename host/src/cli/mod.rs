@@ -366,7 +366,16 @@ fn runtime(no_cache: bool) -> Result<Runtime, RunError> {
     } else {
         ComponentCache::default_dir()
     };
-    Runtime::new(cache).map_err(|e| RunError::Runtime(format!("{e:#}")))
+    let runtime = Runtime::new(cache).map_err(|e| RunError::Runtime(format!("{e:#}")))?;
+    // A component not compiled yet (not installed, or its cache entry gone) is compiled in a
+    // limited child process, like `plugin install` does, never in this one.
+    Ok(match std::env::current_exe() {
+        Ok(exe) => runtime.with_compiler(exe),
+        Err(e) => {
+            tracing::warn!("cannot find the airlock executable to compile plugins in a child: {e}");
+            runtime
+        }
+    })
 }
 
 fn plugin_dir(explicit: &Option<PathBuf>) -> PluginDir {

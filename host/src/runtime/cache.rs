@@ -55,6 +55,19 @@ impl ComponentCache {
         hex::encode(h.0.finalize())
     }
 
+    /// The cache directory, if caching is on.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Whether a compiled component for `wasm_sha256` is in the cache.
+    pub fn contains(&self, engine: &Engine, wasm_sha256: &str) -> bool {
+        self.dir.as_ref().is_some_and(|dir| {
+            dir.join(format!("{}.cwasm", Self::key(engine, wasm_sha256)))
+                .is_file()
+        })
+    }
+
     /// Loads the compiled component from the cache or compiles and stores it.
     /// Returns the component and whether it came from the cache.
     pub fn load_or_compile(

@@ -126,6 +126,10 @@ pub enum LimitExceeded {
     /// A run-wide output limit was reached.
     #[error("output limit exceeded: {0}")]
     Output(String),
+    /// Compiling the plugin did not finish within the run's deadline or the compile memory
+    /// limit.
+    #[error("{0}")]
+    Compile(String),
     /// The host's buffers for the plugin passed `limits.host_memory_mb`.
     #[error("{0}")]
     HostMemory(String),

@@ -98,6 +98,10 @@ pub struct Runtime {
     linker: Linker<RunState>,
     cache: ComponentCache,
     ticker_stop: Arc<AtomicBool>,
+    /// The `airlock` executable that compiles a component in a limited child process
+    /// ([`crate::plugins::compile`]); `None` compiles in this process (a library user that
+    /// cannot re-execute itself).
+    compiler: Option<PathBuf>,
 }
 
 impl Drop for Runtime {
@@ -107,6 +111,28 @@ impl Drop for Runtime {
 }
 
 impl Runtime {
+    /// Compiles components that are not cached yet in a child process running `program` (the
+    /// `airlock` executable) under time and memory limits, as `plugin install` does.
+    pub fn with_compiler(mut self, program: PathBuf) -> Self {
+        self.compiler = Some(program);
+        self
+    }
+
+    /// The executable that compiles components in a limited child, if any.
+    pub fn compiler(&self) -> Option<&Path> {
+        self.compiler.as_deref()
+    }
+
+    /// The component cache directory, if caching is on.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache.dir()
+    }
+
+    /// Whether the compiled form of the component with this SHA-256 is cached.
+    pub fn is_cached(&self, wasm_sha256: &str) -> bool {
+        self.cache.contains(&self.engine, wasm_sha256)
+    }
+
     /// Creates the engine, links the host interfaces and starts the epoch ticker.
     /// `cache_dir: None` disables the on-disk component cache.
     pub fn new(cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
@@ -144,6 +170,7 @@ impl Runtime {
             linker,
             cache: ComponentCache::new(cache_dir),
             ticker_stop,
+            compiler: None,
         })
     }
 

@@ -380,6 +380,9 @@ impl Connector for Suite {
                 probe(out, json!({ "len": std::hint::black_box(&v).len() }))
             }
             "normal" => probe(out, json!({ "result": "ran" })),
+            // Emits `options.value` as it is: a secret the operator put into the options (no
+            // capability traffic, so only the outbound scan can catch it).
+            "emit-option" => probe(out, json!({ "result": opt_str(o, "value") })),
 
             // --- output integrity -------------------------------------------------------------
             "huge-emit" => {
