@@ -460,23 +460,41 @@ const MAX_WARNING_CHARS: usize = 512;
 const MAX_PLUGIN_WARNING_BYTES: usize = 32 << 10;
 
 /// The plugin's warnings as the manifest carries them: control characters replaced, redacted,
-/// each clipped, and capped in number and bytes, with one closing line counting what was
-/// withheld. (The manifest is then scanned for secrets like every asset.)
-fn plugin_warnings(warnings: &[String]) -> Vec<String> {
+/// a warning naming an asset the filters dropped withheld (`dropped`), each clipped, and
+/// capped in number and bytes, with closing lines counting what was withheld. (The manifest
+/// is then scanned for secrets like every asset.)
+fn plugin_warnings(warnings: &[String], dropped: &crate::pipeline::DroppedNames) -> Vec<String> {
     let mut kept = Vec::new();
     let mut bytes = 0usize;
+    let mut naming_dropped = 0usize;
+    let mut withheld = 0usize;
     for w in warnings {
+        if kept.len() == MAX_PLUGIN_WARNINGS || bytes >= MAX_PLUGIN_WARNING_BYTES {
+            // Past the caps the rest is only counted (not even read).
+            withheld += 1;
+            continue;
+        }
         let mut line = redacted(&clean_line(w));
+        if dropped.withholds(&line) || dropped.withholds(w) {
+            naming_dropped += 1;
+            continue;
+        }
         if line.chars().count() > MAX_WARNING_CHARS {
             line = line.chars().take(MAX_WARNING_CHARS).collect::<String>() + "…";
         }
-        if kept.len() == MAX_PLUGIN_WARNINGS || bytes + line.len() > MAX_PLUGIN_WARNING_BYTES {
-            break;
+        if bytes + line.len() > MAX_PLUGIN_WARNING_BYTES {
+            bytes = MAX_PLUGIN_WARNING_BYTES;
+            withheld += 1;
+            continue;
         }
         bytes += line.len();
         kept.push(line);
     }
-    let withheld = warnings.len() - kept.len();
+    if naming_dropped > 0 {
+        kept.push(format!(
+            "{naming_dropped} plugin warnings withheld: they name assets the filters dropped"
+        ));
+    }
     if withheld > 0 {
         kept.push(format!(
             "{withheld} more plugin warnings withheld (the manifest keeps at most \
@@ -872,7 +890,7 @@ async fn run_inner(
         PipelineError::Io(e) => RunError::Output(e.to_string()),
         other => RunError::InvalidOutput(other.to_string()),
     })?;
-    let mut all_warnings = plugin_warnings(&warnings);
+    let mut all_warnings = plugin_warnings(&warnings, &output.dropped_names);
     drop(warnings);
     all_warnings.extend(output.warnings);
     let config_json_full = serde_json::to_vec(config).unwrap_or_default();

@@ -326,6 +326,48 @@ async fn a_giant_attribute_string_is_dropped_and_counted() {
 }
 
 #[tokio::test]
+async fn a_warning_about_a_filtered_out_asset_is_withheld() {
+    let mut case = Case::new(
+        "a_warning_about_a_filtered_out_asset_is_withheld",
+        file!(),
+        "emits a table the filters exclude and returns a warning naming it (in another case) \
+         with customer rows",
+        "the manifest keeps the warning about the kept table and withholds the other, counted; \
+         no customer text is published",
+    );
+    let rt = runtime();
+    let ws = Workspace::new();
+    let cfg = suite_config(
+        &ws,
+        "",
+        "mode = \"warn-about-dropped\"",
+        "[filters]\nexclude = [\"db.main.secret_*\"]\ncase_sensitive = false\n",
+    );
+    let (result, _) = run_observed(&rt, &cfg, None).await;
+    let report = result.expect("the run completes");
+    let manifest = verify_run_dir(&report.output_dir);
+    let warnings: Vec<&str> = manifest["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    case.actual(format!("completed; manifest warnings {warnings:?}"));
+    assert!(warnings.contains(&"keep_t looks fine"), "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("1 plugin warnings withheld: they name assets the filters dropped")),
+        "{warnings:?}"
+    );
+    for f in airlock_tests::all_files(&report.output_dir) {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        assert!(!text.contains("Alice"), "{} carries the rows", f.display());
+    }
+    assert_host_healthy(&rt).await;
+}
+
+#[tokio::test]
 async fn a_warning_flood_is_capped_in_number_and_bytes() {
     let mut case = Case::new(
         "a_warning_flood_is_capped_in_number_and_bytes",

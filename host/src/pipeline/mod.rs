@@ -125,6 +125,70 @@ pub struct Pipeline {
     matched: PatternMatches,
     confusables: Vec<ConfusableName>,
     confusables_not_listed: u64,
+    dropped_names: DroppedNames,
+}
+
+/// The names (last path segment) of assets the filters dropped or the scan quarantined, so
+/// that the plugin's warnings cannot carry them out ([`DroppedNames::withholds`]). Bounded:
+/// past [`DroppedNames::MAX_BYTES`] of names every plugin warning is withheld instead.
+#[derive(Debug, Default, Clone)]
+pub struct DroppedNames {
+    names: std::collections::HashSet<String>,
+    bytes: usize,
+    overflow: bool,
+    case_sensitive: bool,
+    matcher: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>>,
+}
+
+impl DroppedNames {
+    /// Names (in bytes) kept before every warning is withheld instead.
+    pub const MAX_BYTES: usize = 8 << 20;
+    /// Shorter names are not matched (they would match ordinary words).
+    pub const MIN_CHARS: usize = 3;
+
+    fn note(&mut self, path: &[String]) {
+        if self.overflow {
+            return;
+        }
+        let Some(name) = path.last() else { return };
+        if name.chars().count() < Self::MIN_CHARS || self.names.contains(name) {
+            return;
+        }
+        self.bytes += name.len();
+        if self.bytes > Self::MAX_BYTES {
+            self.overflow = true;
+            self.names.clear();
+            return;
+        }
+        self.names.insert(name.clone());
+    }
+
+    /// Whether `warning` must be withheld: it names a dropped asset (case-insensitively when
+    /// the filters match so), or too many names were dropped to check.
+    pub fn withholds(&self, warning: &str) -> bool {
+        if self.overflow {
+            return true;
+        }
+        if self.names.is_empty() {
+            return false;
+        }
+        let matcher = self.matcher.get_or_init(|| {
+            let fold = |n: &String| {
+                if self.case_sensitive {
+                    n.clone()
+                } else {
+                    n.to_lowercase()
+                }
+            };
+            aho_corasick::AhoCorasick::new(self.names.iter().map(fold)).ok()
+        });
+        match matcher {
+            Some(m) if self.case_sensitive => m.is_match(warning),
+            Some(m) => m.is_match(&warning.to_lowercase()),
+            // cannot check: withhold
+            None => true,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -142,6 +206,10 @@ impl Pipeline {
             matched: policy.pattern_matches(),
             confusables: Vec::new(),
             confusables_not_listed: 0,
+            dropped_names: DroppedNames {
+                case_sensitive: policy.case_sensitive(),
+                ..Default::default()
+            },
             policy,
             spool: SpoolWriter::new(spool_dir),
             counts: BTreeMap::new(),
@@ -254,6 +322,7 @@ impl Pipeline {
         self.policy.note_matches(&asset.path, &mut self.matched);
         if !self.policy.decide(kind, &asset.path).keeps() {
             self.counts.entry(kind).or_default().dropped_filter += 1;
+            self.dropped_names.note(&asset.path);
             return Ok(());
         }
         if let Some(max) = self.policy.max_for(kind) {
@@ -343,6 +412,9 @@ impl Pipeline {
         encoding: &str,
     ) -> Result<(), PipelineError> {
         self.counts.entry(kind).or_default().quarantined += 1;
+        if let Ok(path) = filter::parse_qualified_name(name) {
+            self.dropped_names.note(&path);
+        }
         let shown = if self.scanner.find(name.as_bytes()).is_some() {
             "(name withheld: it holds the secret)"
         } else {
@@ -386,6 +458,7 @@ impl Pipeline {
                 .map(|(k, v)| (k.as_str().to_string(), v))
                 .collect(),
             warnings: self.warnings,
+            dropped_names: self.dropped_names,
         })
     }
 }
@@ -407,6 +480,8 @@ pub struct PipelineOutput {
     pub confusables: Vec<ConfusableName>,
     /// Further such assets, counted.
     pub confusables_not_listed: u64,
+    /// Names of the assets that were dropped, which plugin warnings may not carry.
+    pub dropped_names: DroppedNames,
 }
 
 fn asset_size(a: &EmittedAsset) -> usize {

@@ -763,6 +763,21 @@ impl Connector for Suite {
                 }
                 probe(out, json!({ "result": "logged" }))
             }
+            // Emits db.main.keep_t and db.main.secret_customers, then warns about both: the
+            // warning about the one the filters drop carries its "rows".
+            "warn-about-dropped" => {
+                out.emit(AssetKind::Table, ["db", "main", "keep_t"], json!({}))?;
+                out.emit(
+                    AssetKind::Table,
+                    ["db", "main", "secret_customers"],
+                    json!({}),
+                )?;
+                out.warn("keep_t looks fine".to_string());
+                out.warn(
+                    "SECRET_CUSTOMERS rows: Alice Example <alice@example.com>, Bob".to_string(),
+                );
+                probe(out, json!({ "result": "warned" }))
+            }
             "warning-flood" => {
                 let line = opt_str(o, "text").repeat(opt_u64(o, "repeat", 1) as usize);
                 for i in 0..opt_u64(o, "count", 50_000) {
