@@ -1992,6 +1992,9 @@ async fn leak_with(
     for r in home.inner().state().runs(10).unwrap() {
         assert!(!r.error.unwrap_or_default().contains(TOKEN));
     }
+    // The canary sweep: no file the run left (output, spool, the home with its state store
+    // and audit log) holds the token raw, base64 or hex.
+    assert_canary_absent(&ws, TOKEN);
     let reflected: Vec<_> = audit
         .iter()
         .filter(|e| e.action == "secret-reflected")
@@ -2007,6 +2010,34 @@ async fn leak_with(
     );
     assert_host_healthy(&rt).await;
     (result, observed, ws)
+}
+
+/// Asserts no file under the workspace (output, spool, home: state store, audit log, vault)
+/// holds `secret` raw, base64 or hex.
+fn assert_canary_absent(ws: &Workspace, secret: &str) {
+    use base64::Engine;
+    let forms = [
+        secret.as_bytes().to_vec(),
+        base64::engine::general_purpose::STANDARD
+            .encode(secret)
+            .into_bytes(),
+        hex::encode(secret).into_bytes(),
+    ];
+    let files = airlock_tests::all_files(ws.path());
+    assert!(
+        files.iter().any(|f| f.ends_with("state.sqlite")),
+        "the sweep covers the state store: {files:?}"
+    );
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        for form in &forms {
+            assert!(
+                !bytes.windows(form.len()).any(|w| w == form.as_slice()),
+                "{} holds the secret",
+                f.display()
+            );
+        }
+    }
 }
 
 /// Asserts a published run holds no transform of `secret` anywhere, and that the characters
