@@ -94,6 +94,10 @@ pub enum RunError {
     /// The outbound scan found a secret this run resolved in what would leave.
     #[error("{0}")]
     SecretDetected(String),
+    /// A retried trigger was already published by another attempt: this run's output was
+    /// discarded (the run named is the one that published).
+    #[error("already published by run {0}; this attempt's output was discarded")]
+    AlreadyPublished(String),
     /// The object-store upload did not finish; no manifest was uploaded.
     #[error("{0}")]
     Upload(String),
@@ -134,6 +138,7 @@ impl RunError {
             RunError::Runtime(_) => "runtime",
             RunError::Credential(_) => "credential",
             RunError::SecretDetected(_) => "secret-detected",
+            RunError::AlreadyPublished(_) => "already-published",
             RunError::Upload(_) => "upload",
         }
     }
@@ -376,6 +381,17 @@ pub async fn run_workflow(
     run_workflow_in(runtime, cfg, plugins, observer, None).await
 }
 
+/// Decides, right before a run publishes, whether it may: a trigger retried on another
+/// worker must publish at most once (the worker's gate claims the trigger in the shared state
+/// store). Without a gate every run publishes.
+pub trait PublishGate: Send + Sync {
+    /// `Ok` to publish; an error (e.g. [`RunError::AlreadyPublished`]) discards this run's
+    /// output, published nowhere.
+    fn claim(&self, run_id: &str) -> Result<(), RunError>;
+    /// Gives a claim back after the publish itself failed, so a retry may publish.
+    fn release(&self, run_id: &str);
+}
+
 /// Runs a workflow configuration end to end; credentials are resolved from `home`.
 pub async fn run_workflow_in(
     runtime: &Runtime,
@@ -384,7 +400,19 @@ pub async fn run_workflow_in(
     observer: Arc<dyn RunObserver>,
     home: Option<&crate::home::Home>,
 ) -> Result<RunReport, RunError> {
-    match run_recorded(runtime, cfg, plugins, observer, home, Mode::Publish).await? {
+    run_workflow_gated(runtime, cfg, plugins, observer, home, None).await
+}
+
+/// [`run_workflow_in`], asking `gate` right before publishing.
+pub async fn run_workflow_gated(
+    runtime: &Runtime,
+    cfg: &LoadedConfig,
+    plugins: &PluginDir,
+    observer: Arc<dyn RunObserver>,
+    home: Option<&crate::home::Home>,
+    gate: Option<&dyn PublishGate>,
+) -> Result<RunReport, RunError> {
+    match run_recorded(runtime, cfg, plugins, observer, home, Mode::Publish, gate).await? {
         Finished::Published(r) => Ok(r),
         Finished::Preview(_) => Err(RunError::Runtime("a publishing run only previewed".into())),
     }
@@ -407,6 +435,7 @@ pub async fn preview_workflow_in(
         observer,
         home,
         Mode::Preview { samples },
+        None,
     )
     .await?
     {
@@ -422,6 +451,7 @@ async fn run_recorded(
     observer: Arc<dyn RunObserver>,
     home: Option<&crate::home::Home>,
     mode: Mode,
+    gate: Option<&dyn PublishGate>,
 ) -> Result<Finished, RunError> {
     let run_id = uuid::Uuid::now_v7().to_string();
     if let Some(home) = home {
@@ -432,7 +462,7 @@ async fn run_recorded(
             tracing::warn!("cannot record run start: {e}");
         }
     }
-    let result = run_inner(runtime, cfg, plugins, observer, home, &run_id, mode).await;
+    let result = run_inner(runtime, cfg, plugins, observer, home, &run_id, mode, gate).await;
     if let Some(home) = home {
         let (status, output, error) = match &result {
             Ok(Finished::Published(r)) => {
@@ -673,6 +703,7 @@ async fn compile_in_limited_child(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_inner(
     runtime: &Runtime,
     cfg: &LoadedConfig,
@@ -681,6 +712,7 @@ async fn run_inner(
     home: Option<&crate::home::Home>,
     run_id: &str,
     mode: Mode,
+    gate: Option<&dyn PublishGate>,
 ) -> Result<Finished, RunError> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
@@ -941,6 +973,20 @@ async fn run_inner(
             "outbound secret scan: {detail}; the run fails"
         )));
     }
+    // The gate decides last, after everything that can fail before publishing did not.
+    let gate = match (&mode, gate) {
+        (Mode::Publish, Some(g)) => {
+            g.claim(&run_id)?;
+            Some(g)
+        }
+        _ => None,
+    };
+    let released = |e: RunError| {
+        if let Some(g) = gate {
+            g.release(&run_id);
+        }
+        e
+    };
     match (staged, mode) {
         (Staging::Spool(spool), _) => {
             let Some(remote) = &remote else {
@@ -948,11 +994,11 @@ async fn run_inner(
             };
             let dir = spool
                 .seal(&manifest, remote.config())
-                .map_err(|e| RunError::Output(format!("spool: {e}")))?;
+                .map_err(|e| released(RunError::Output(format!("spool: {e}"))))?;
             let uploaded = remote.upload(&dir, &run_id, spool_key).await.map_err(|e| {
-                RunError::Upload(format!(
+                released(RunError::Upload(format!(
                     "{e}; no manifest was uploaded. Finish it with `airlock upload --resume {run_id}`"
-                ))
+                )))
             })?;
             Ok(Finished::Published(RunReport {
                 output_dir: PathBuf::from(uploaded.url),
@@ -969,7 +1015,7 @@ async fn run_inner(
                 .unwrap_or_default();
             let output_dir = staged
                 .publish(&manifest)
-                .map_err(|e| RunError::Output(format!("{sink_dir}: {e}")))?;
+                .map_err(|e| released(RunError::Output(format!("{sink_dir}: {e}"))))?;
             if let SinkConfig::Local {
                 keep_runs: Some(keep),
                 ..
