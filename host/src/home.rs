@@ -1,6 +1,7 @@
-//! An airlock home: the state store (`state.sqlite`), the embedded vault (`vault/`, under a
-//! key in `vault.key` or `$AIRLOCK_VAULT_KEY_FILE`) and the external secret backends
-//! (`backends.toml` or `$AIRLOCK_BACKENDS`) of one installation.
+//! An airlock home: the state store (`state.sqlite`, or the shared PostgreSQL database
+//! `state.toml` names), the embedded vault (`vault/`, under a key in `vault.key` or
+//! `$AIRLOCK_VAULT_KEY_FILE`) and the external secret backends (`backends.toml` or
+//! `$AIRLOCK_BACKENDS`) of one installation.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,7 +91,7 @@ impl Home {
                 path: dir.to_path_buf(),
                 source,
             })?;
-        let state = Arc::new(StateStore::open(&dir.join("state.sqlite"))?);
+        let state = Arc::new(StateStore::open_in_home(dir)?);
         let key_file = std::env::var_os("AIRLOCK_VAULT_KEY_FILE")
             .map(PathBuf::from)
             .unwrap_or_else(|| dir.join("vault.key"));

@@ -1,13 +1,17 @@
 //! TLS client settings shared by every HTTPS connection the host makes for a run (the HTTP
 //! capability, the HTTPS sink): rustls with the ring provider, TLS 1.2 and 1.3 only, the
 //! system roots and/or extra PEM CA files, and an optional client identity (mutual TLS) whose
-//! PEM comes from the vault. Errors name the setting (`label`) and never quote a PEM.
+//! PEM comes from the vault. Errors name the setting (`label`) and never quote a PEM. The
+//! PostgreSQL clients (the SQL driver, the shared state store) take the roots and, for libpq's
+//! `require`, the [`AnyCertificate`] verifier from here too.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use crate::secrets::SecretString;
 
@@ -110,4 +114,69 @@ pub fn client_config(
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// `require`-style TLS: any certificate, but the handshake signatures are still checked, so the
+/// session is encrypted to whoever holds the presented certificate's key. Only for clients
+/// whose operator chose not to verify the server (libpq's `sslmode=require`).
+#[derive(Debug)]
+pub struct AnyCertificate(pub Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A client configuration that accepts any server certificate ([`AnyCertificate`]), TLS 1.2
+/// and 1.3, no client identity, no ALPN.
+pub fn any_certificate_config() -> Result<rustls::ClientConfig, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TlsSetupError::Setup(format!("TLS setup failed: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth(),
+    )
 }

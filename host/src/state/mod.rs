@@ -1,19 +1,45 @@
-//! The state store (embedded SQLite): the credential registry, workflows, runs and the audit
-//! log. It never holds a secret: a leaked state store reveals GUIDs, locators and destinations
-//! only.
+//! The state store: the credential registry, workflows, runs, publish claims and the audit
+//! log. It is the embedded SQLite file `<home>/state.sqlite` unless `<home>/state.toml` names a
+//! PostgreSQL database, which several workers on several machines then share. It never holds a
+//! secret: a leaked state store reveals GUIDs, locators and destinations only (secrets live in
+//! the secret stores).
+//!
+//! Every statement is written once ([`backend`]); the schema is an ordered list of migrations
+//! ([`migrations`]) each store records as it applies them.
+
+mod backend;
+mod config;
+mod migrations;
+mod postgres;
+mod sqlite;
 
 use std::path::Path;
-use std::sync::Mutex;
 
-use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-/// A state-store failure.
+use backend::{args, Backend, Row};
+pub use config::{PostgresStateConfig, StateConfig, StateConfigError, StateTls};
+pub use migrations::SCHEMA_VERSION;
+
+/// A state-store failure. No variant holds a secret: messages from PostgreSQL pass through the
+/// redactor, which knows the store's password.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// The database failed.
+    /// The SQLite database failed.
     #[error("state store: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The PostgreSQL database refused a statement.
+    #[error("state store {location}: {message}")]
+    Postgres { location: String, message: String },
+    /// The PostgreSQL database cannot be reached or logged in to.
+    #[error("state store {location} is unavailable: {message}")]
+    Unavailable { location: String, message: String },
+    /// The store's schema is not one this binary can use (a newer airlock wrote it).
+    #[error("{0}")]
+    Schema(String),
+    /// `state.toml` is not valid.
+    #[error(transparent)]
+    Config(#[from] StateConfigError),
     /// Something asked for does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -21,61 +47,6 @@ pub enum StateError {
     #[error("{0}")]
     Invalid(String),
 }
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS credentials (
-    guid TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    locator TEXT NOT NULL,
-    username TEXT,
-    engine TEXT,
-    destinations TEXT NOT NULL,
-    description TEXT,
-    created_at TEXT NOT NULL,
-    rotated_at TEXT,
-    revoked_at TEXT
-);
-CREATE TABLE IF NOT EXISTS workflows (
-    id TEXT PRIMARY KEY,
-    name TEXT,
-    config_json TEXT NOT NULL,
-    base_dir TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    workflow_id TEXT,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    status TEXT NOT NULL,
-    output TEXT,
-    error TEXT
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    run_id TEXT,
-    workflow_id TEXT,
-    plugin_sha256 TEXT,
-    credential TEXT,
-    destination TEXT,
-    action TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    detail TEXT
-);
-CREATE INDEX IF NOT EXISTS audit_run ON audit(run_id);
-CREATE INDEX IF NOT EXISTS audit_credential ON audit(credential);
-CREATE TABLE IF NOT EXISTS plugin_approvals (
-    name TEXT PRIMARY KEY,
-    sha256 TEXT NOT NULL,
-    wit_version TEXT,
-    capabilities TEXT NOT NULL,
-    signer TEXT,
-    file TEXT NOT NULL,
-    approved_at TEXT NOT NULL
-);
-"#;
 
 /// A credential as the registry knows it: where the secret lives and where it may be used.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -156,9 +127,22 @@ pub struct PluginApproval {
     pub approved_at: String,
 }
 
+/// Outcome of claiming the right to publish for a trigger key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishClaim {
+    /// This run holds the claim: it may publish.
+    Won,
+    /// Another run holds it.
+    Held {
+        run_id: String,
+        /// That run's status in `runs`, if recorded.
+        status: Option<String>,
+    },
+}
+
 /// The state store.
 pub struct StateStore {
-    conn: Mutex<rusqlite::Connection>,
+    db: Backend,
 }
 
 /// Now, as stored: RFC 3339 UTC with milliseconds.
@@ -166,48 +150,77 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+const CREDENTIAL_COLUMNS: &str = "guid, kind, backend, locator, username, engine, destinations, description, created_at, rotated_at, revoked_at, privileged";
+const WORKFLOW_COLUMNS: &str = "id, name, config_json, base_dir, created_at";
+const RUN_COLUMNS: &str = "id, workflow_id, started_at, finished_at, status, output, error";
+const APPROVAL_COLUMNS: &str = "name, sha256, wit_version, capabilities, signer, file, approved_at";
+const AUDIT_COLUMNS: &str =
+    "at, run_id, workflow_id, plugin_sha256, credential, destination, action, outcome, detail";
+
+/// How often `claim_publish` tries again when the claim it lost is released before it could
+/// read who held it.
+const CLAIM_ATTEMPTS: usize = 5;
+
 impl StateStore {
-    /// Opens (creating) the store at `path`, created 0600.
+    /// Opens (creating, 0600) the embedded store at `path`, bringing its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        let existed = path.exists();
-        let conn = rusqlite::Connection::open(path)?;
-        if !existed {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.execute_batch(SCHEMA)?;
-        migrate(&conn)?;
         Ok(StateStore {
-            conn: Mutex::new(conn),
+            db: Backend::Sqlite(sqlite::SqliteDb::open(path)?),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
-        // A poisoned lock only means another thread panicked mid-statement; SQLite keeps the
-        // database consistent, so keep going.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Opens the store of the home in `home`: the database `<home>/state.toml` names, else
+    /// `<home>/state.sqlite`.
+    pub fn open_in_home(home: &Path) -> Result<Self, StateError> {
+        Self::connect(StateConfig::load(home)?)
+    }
+
+    /// Opens the store `config` describes, bringing its schema up to date. A PostgreSQL store
+    /// is logged in to now, so an unreachable one fails here.
+    pub fn connect(config: StateConfig) -> Result<Self, StateError> {
+        match config {
+            StateConfig::Sqlite(path) => Self::open(&path),
+            StateConfig::Postgres(c) => Ok(StateStore {
+                db: Backend::Postgres(postgres::PgDb::open(c)?),
+            }),
+        }
+    }
+
+    /// Where the store is: the SQLite file, or `postgres://user@host:port/dbname`.
+    pub fn location(&self) -> &str {
+        self.db.location()
+    }
+
+    /// The schema version recorded in the store.
+    pub fn schema_version(&self) -> Result<i64, StateError> {
+        let mut rows = self
+            .db
+            .query("SELECT max(version) FROM schema_migrations", args![])?;
+        Ok(match rows.first_mut() {
+            Some(row) => row.opt_int(0)?.unwrap_or(0),
+            None => 0,
+        })
     }
 
     /// Adds a credential record.
     pub fn insert_credential(&self, c: &CredentialRecord) -> Result<(), StateError> {
-        self.conn().execute(
-            "INSERT INTO credentials (guid, kind, backend, locator, username, engine, destinations, description, created_at, rotated_at, revoked_at, privileged)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![
-                c.guid,
-                c.kind,
-                c.backend,
-                c.locator,
-                c.username,
-                c.engine,
+        self.db.execute(
+            &format!(
+                "INSERT INTO credentials ({CREDENTIAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ),
+            args![
+                &c.guid,
+                &c.kind,
+                &c.backend,
+                &c.locator,
+                &c.username,
+                &c.engine,
                 serde_json::to_string(&c.destinations).unwrap_or_else(|_| "[]".into()),
-                c.description,
-                c.created_at,
-                c.rotated_at,
-                c.revoked_at,
-                c.privileged
+                &c.description,
+                &c.created_at,
+                &c.rotated_at,
+                &c.revoked_at,
+                c.privileged,
             ],
         )?;
         Ok(())
@@ -215,14 +228,15 @@ impl StateStore {
 
     /// The credential `guid`.
     pub fn credential(&self, guid: &str) -> Result<CredentialRecord, StateError> {
-        self.conn()
-            .query_row(
-                "SELECT guid, kind, backend, locator, username, engine, destinations, description, created_at, rotated_at, revoked_at, privileged
-                 FROM credentials WHERE guid = ?1",
-                [guid],
-                row_to_credential,
-            )
-            .optional()?
+        self.db
+            .query(
+                &format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE guid = ?1"),
+                args![guid],
+            )?
+            .into_iter()
+            .next()
+            .map(row_to_credential)
+            .transpose()?
             .ok_or_else(|| {
                 StateError::NotFound(format!(
                     "unknown credential {guid}; list them with `airlock credential list`"
@@ -232,20 +246,21 @@ impl StateStore {
 
     /// Every credential, oldest first.
     pub fn credentials(&self) -> Result<Vec<CredentialRecord>, StateError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT guid, kind, backend, locator, username, engine, destinations, description, created_at, rotated_at, revoked_at, privileged
-             FROM credentials ORDER BY created_at, guid",
-        )?;
-        let rows = stmt.query_map([], row_to_credential)?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.db
+            .query(
+                &format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials ORDER BY created_at, guid"),
+                args![],
+            )?
+            .into_iter()
+            .map(row_to_credential)
+            .collect()
     }
 
     /// Marks a credential rotated now.
     pub fn mark_rotated(&self, guid: &str) -> Result<(), StateError> {
-        let n = self.conn().execute(
+        let n = self.db.execute(
             "UPDATE credentials SET rotated_at = ?2 WHERE guid = ?1",
-            params![guid, now()],
+            args![guid, now()],
         )?;
         if n == 0 {
             return Err(StateError::NotFound(format!("unknown credential {guid}")));
@@ -255,9 +270,9 @@ impl StateStore {
 
     /// Marks a credential revoked now.
     pub fn mark_revoked(&self, guid: &str) -> Result<(), StateError> {
-        let n = self.conn().execute(
+        let n = self.db.execute(
             "UPDATE credentials SET revoked_at = ?2 WHERE guid = ?1 AND revoked_at IS NULL",
-            params![guid, now()],
+            args![guid, now()],
         )?;
         if n == 0 {
             return Err(StateError::NotFound(format!(
@@ -269,22 +284,24 @@ impl StateStore {
 
     /// Stores a workflow.
     pub fn insert_workflow(&self, w: &WorkflowRecord) -> Result<(), StateError> {
-        self.conn().execute(
-            "INSERT INTO workflows (id, name, config_json, base_dir, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![w.id, w.name, w.config_json, w.base_dir, w.created_at],
+        self.db.execute(
+            &format!("INSERT INTO workflows ({WORKFLOW_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+            args![&w.id, &w.name, &w.config_json, &w.base_dir, &w.created_at],
         )?;
         Ok(())
     }
 
     /// The workflow `id`.
     pub fn workflow(&self, id: &str) -> Result<WorkflowRecord, StateError> {
-        self.conn()
-            .query_row(
-                "SELECT id, name, config_json, base_dir, created_at FROM workflows WHERE id = ?1",
-                [id],
-                row_to_workflow,
-            )
-            .optional()?
+        self.db
+            .query(
+                &format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?1"),
+                args![id],
+            )?
+            .into_iter()
+            .next()
+            .map(row_to_workflow)
+            .transpose()?
             .ok_or_else(|| {
                 StateError::NotFound(format!(
                     "unknown workflow {id}; list them with `airlock workflow list`"
@@ -294,19 +311,21 @@ impl StateStore {
 
     /// Every workflow, oldest first.
     pub fn workflows(&self) -> Result<Vec<WorkflowRecord>, StateError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, name, config_json, base_dir, created_at FROM workflows ORDER BY created_at, id",
-        )?;
-        let rows = stmt.query_map([], row_to_workflow)?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.db
+            .query(
+                &format!("SELECT {WORKFLOW_COLUMNS} FROM workflows ORDER BY created_at, id"),
+                args![],
+            )?
+            .into_iter()
+            .map(row_to_workflow)
+            .collect()
     }
 
     /// Records a run's start.
     pub fn run_started(&self, id: &str, workflow_id: Option<&str>) -> Result<(), StateError> {
-        self.conn().execute(
+        self.db.execute(
             "INSERT INTO runs (id, workflow_id, started_at, status) VALUES (?1, ?2, ?3, 'running')",
-            params![id, workflow_id, now()],
+            args![id, workflow_id, now()],
         )?;
         Ok(())
     }
@@ -323,83 +342,91 @@ impl StateStore {
         let redactor = crate::secrets::redact::Redactor::global();
         let error = error.map(|e| redactor.redact(e).into_owned());
         let output = output.map(|o| redactor.redact(o).into_owned());
-        self.conn().execute(
+        self.db.execute(
             "UPDATE runs SET finished_at = ?2, status = ?3, output = ?4, error = ?5 WHERE id = ?1",
-            params![id, now(), status, output, error],
+            args![id, now(), status, output, error],
         )?;
         Ok(())
     }
 
     /// Recent runs, newest first.
     pub fn runs(&self, limit: u32) -> Result<Vec<RunRecord>, StateError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, workflow_id, started_at, finished_at, status, output, error FROM runs ORDER BY started_at DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([limit], |r| {
-            Ok(RunRecord {
-                id: r.get(0)?,
-                workflow_id: r.get(1)?,
-                started_at: r.get(2)?,
-                finished_at: r.get(3)?,
-                status: r.get(4)?,
-                output: r.get(5)?,
-                error: r.get(6)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.db
+            .query(
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id DESC LIMIT ?1"
+                ),
+                args![i64::from(limit)],
+            )?
+            .into_iter()
+            .map(row_to_run)
+            .collect()
     }
 
     /// Records (replacing any earlier one) the approval of an installed plugin.
     pub fn approve_plugin(&self, p: &PluginApproval) -> Result<(), StateError> {
-        self.conn().execute(
-            "INSERT OR REPLACE INTO plugin_approvals (name, sha256, wit_version, capabilities, signer, file, approved_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![p.name, p.sha256, p.wit_version, p.capabilities, p.signer, p.file, p.approved_at],
+        self.db.execute(
+            &format!(
+                "INSERT INTO plugin_approvals ({APPROVAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (name) DO UPDATE SET sha256 = excluded.sha256, wit_version = excluded.wit_version,
+                 capabilities = excluded.capabilities, signer = excluded.signer, file = excluded.file,
+                 approved_at = excluded.approved_at"
+            ),
+            args![
+                &p.name,
+                &p.sha256,
+                &p.wit_version,
+                &p.capabilities,
+                &p.signer,
+                &p.file,
+                &p.approved_at
+            ],
         )?;
         Ok(())
     }
 
     /// The approval of the plugin `name`, if it was installed.
     pub fn plugin_approval(&self, name: &str) -> Result<Option<PluginApproval>, StateError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT name, sha256, wit_version, capabilities, signer, file, approved_at
-                 FROM plugin_approvals WHERE name = ?1",
-                [name],
-                row_to_approval,
-            )
-            .optional()?)
+        self.db
+            .query(
+                &format!("SELECT {APPROVAL_COLUMNS} FROM plugin_approvals WHERE name = ?1"),
+                args![name],
+            )?
+            .into_iter()
+            .next()
+            .map(row_to_approval)
+            .transpose()
     }
 
     /// Every approved plugin, by name.
     pub fn plugin_approvals(&self) -> Result<Vec<PluginApproval>, StateError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT name, sha256, wit_version, capabilities, signer, file, approved_at
-             FROM plugin_approvals ORDER BY name",
-        )?;
-        let rows = stmt.query_map([], row_to_approval)?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.db
+            .query(
+                &format!("SELECT {APPROVAL_COLUMNS} FROM plugin_approvals ORDER BY name"),
+                args![],
+            )?
+            .into_iter()
+            .map(row_to_approval)
+            .collect()
     }
 
     /// Appends an audit entry (its `at` is set now when empty).
     pub fn audit(&self, e: &AuditEntry) -> Result<(), StateError> {
         let at = if e.at.is_empty() { now() } else { e.at.clone() };
-        self.conn().execute(
-            "INSERT INTO audit (at, run_id, workflow_id, plugin_sha256, credential, destination, action, outcome, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
+        self.db.execute(
+            &format!(
+                "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ),
+            args![
                 at,
-                e.run_id,
-                e.workflow_id,
-                e.plugin_sha256,
-                e.credential,
-                e.destination,
-                e.action,
-                e.outcome,
-                e.detail
+                &e.run_id,
+                &e.workflow_id,
+                &e.plugin_sha256,
+                &e.credential,
+                &e.destination,
+                &e.action,
+                &e.outcome,
+                &e.detail
             ],
         )?;
         Ok(())
@@ -411,78 +438,172 @@ impl StateStore {
         run_id: Option<&str>,
         credential: Option<&str>,
     ) -> Result<Vec<AuditEntry>, StateError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT at, run_id, workflow_id, plugin_sha256, credential, destination, action, outcome, detail
-             FROM audit WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR credential = ?2) ORDER BY id",
-        )?;
-        let rows = stmt.query_map(params![run_id, credential], |r| {
-            Ok(AuditEntry {
-                at: r.get(0)?,
-                run_id: r.get(1)?,
-                workflow_id: r.get(2)?,
-                plugin_sha256: r.get(3)?,
-                credential: r.get(4)?,
-                destination: r.get(5)?,
-                action: r.get(6)?,
-                outcome: r.get(7)?,
-                detail: r.get(8)?,
+        self.db
+            .query(
+                &format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit
+                     WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR credential = ?2) ORDER BY id"
+                ),
+                args![run_id, credential],
+            )?
+            .into_iter()
+            .map(|mut r| {
+                Ok(AuditEntry {
+                    at: r.text(0)?,
+                    run_id: r.opt_text(1)?,
+                    workflow_id: r.opt_text(2)?,
+                    plugin_sha256: r.opt_text(3)?,
+                    credential: r.opt_text(4)?,
+                    destination: r.opt_text(5)?,
+                    action: r.text(6)?,
+                    outcome: r.text(7)?,
+                    detail: r.opt_text(8)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            .collect()
+    }
+
+    /// Claims, for `run_id`, the right to publish what the trigger `key` asked for, so that a
+    /// trigger retried on another worker publishes at most once. Atomic: the first claim wins
+    /// and later ones learn who holds it (and that run's status). Claiming again with the
+    /// holding run wins again.
+    pub fn claim_publish(&self, key: &str, run_id: &str) -> Result<PublishClaim, StateError> {
+        check_claim(key, run_id)?;
+        for _ in 0..CLAIM_ATTEMPTS {
+            self.db.execute(
+                "INSERT INTO publish_claims (key, run_id, claimed_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO NOTHING",
+                args![key, run_id, now()],
+            )?;
+            let holder = self
+                .db
+                .query(
+                    "SELECT c.run_id, r.status FROM publish_claims c LEFT JOIN runs r ON r.id = c.run_id
+                     WHERE c.key = ?1",
+                    args![key],
+                )?
+                .into_iter()
+                .next();
+            // None: the holder released it between the two statements; claim again.
+            if let Some(mut row) = holder {
+                let holder = row.text(0)?;
+                return Ok(if holder == run_id {
+                    PublishClaim::Won
+                } else {
+                    PublishClaim::Held {
+                        run_id: holder,
+                        status: row.opt_text(1)?,
+                    }
+                });
+            }
+        }
+        Err(StateError::Invalid(format!(
+            "the publish claim for {key} kept changing hands while {run_id} claimed it; try again"
+        )))
+    }
+
+    /// Hands the claim for `key` from `from_run_id` (say, a run that failed or was abandoned)
+    /// to `to_run_id`: an atomic compare-and-set, false when the claim is no longer
+    /// `from_run_id`'s (someone else took it over, or it was released).
+    pub fn take_over_publish(
+        &self,
+        key: &str,
+        from_run_id: &str,
+        to_run_id: &str,
+    ) -> Result<bool, StateError> {
+        check_claim(key, to_run_id)?;
+        let n = self.db.execute(
+            "UPDATE publish_claims SET run_id = ?3, claimed_at = ?4 WHERE key = ?1 AND run_id = ?2",
+            args![key, from_run_id, to_run_id, now()],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Gives up the claim for `key`, only if `run_id` holds it (a run that failed before
+    /// publishing anything).
+    pub fn release_publish(&self, key: &str, run_id: &str) -> Result<(), StateError> {
+        self.db.execute(
+            "DELETE FROM publish_claims WHERE key = ?1 AND run_id = ?2",
+            args![key, run_id],
+        )?;
+        Ok(())
+    }
+
+    /// The run holding the claim for `key`, when it completed (what a retried trigger reports
+    /// instead of publishing again).
+    pub fn published_run(&self, key: &str) -> Result<Option<RunRecord>, StateError> {
+        self.db
+            .query(
+                "SELECT r.id, r.workflow_id, r.started_at, r.finished_at, r.status, r.output, r.error
+                 FROM publish_claims c JOIN runs r ON r.id = c.run_id
+                 WHERE c.key = ?1 AND r.status = 'complete'",
+                args![key],
+            )?
+            .into_iter()
+            .next()
+            .map(row_to_run)
+            .transpose()
     }
 }
 
-fn row_to_credential(r: &rusqlite::Row<'_>) -> rusqlite::Result<CredentialRecord> {
-    let destinations: String = r.get(6)?;
-    Ok(CredentialRecord {
-        guid: r.get(0)?,
-        kind: r.get(1)?,
-        backend: r.get(2)?,
-        locator: r.get(3)?,
-        username: r.get(4)?,
-        engine: r.get(5)?,
-        destinations: serde_json::from_str(&destinations).unwrap_or_default(),
-        description: r.get(7)?,
-        created_at: r.get(8)?,
-        rotated_at: r.get(9)?,
-        revoked_at: r.get(10)?,
-        privileged: r.get::<_, Option<bool>>(11)?.unwrap_or(false),
-    })
-}
-
-/// Brings a store written by an earlier version up to this schema.
-fn migrate(conn: &rusqlite::Connection) -> Result<(), StateError> {
-    let has_privileged = conn
-        .prepare("SELECT 1 FROM pragma_table_info('credentials') WHERE name = 'privileged'")?
-        .exists([])?;
-    if !has_privileged {
-        conn.execute_batch(
-            "ALTER TABLE credentials ADD COLUMN privileged INTEGER NOT NULL DEFAULT 0",
-        )?;
+fn check_claim(key: &str, run_id: &str) -> Result<(), StateError> {
+    if key.is_empty() || run_id.is_empty() {
+        return Err(StateError::Invalid(
+            "a publish claim needs a trigger key and a run id".into(),
+        ));
     }
     Ok(())
 }
 
-fn row_to_approval(r: &rusqlite::Row<'_>) -> rusqlite::Result<PluginApproval> {
-    Ok(PluginApproval {
-        name: r.get(0)?,
-        sha256: r.get(1)?,
-        wit_version: r.get(2)?,
-        capabilities: r.get(3)?,
-        signer: r.get(4)?,
-        file: r.get(5)?,
-        approved_at: r.get(6)?,
+fn row_to_credential(mut r: Row) -> Result<CredentialRecord, StateError> {
+    let destinations = r.text(6)?;
+    Ok(CredentialRecord {
+        guid: r.text(0)?,
+        kind: r.text(1)?,
+        backend: r.text(2)?,
+        locator: r.text(3)?,
+        username: r.opt_text(4)?,
+        engine: r.opt_text(5)?,
+        destinations: serde_json::from_str(&destinations).unwrap_or_default(),
+        description: r.opt_text(7)?,
+        created_at: r.text(8)?,
+        rotated_at: r.opt_text(9)?,
+        revoked_at: r.opt_text(10)?,
+        privileged: r.flag(11)?,
     })
 }
 
-fn row_to_workflow(r: &rusqlite::Row<'_>) -> rusqlite::Result<WorkflowRecord> {
+fn row_to_workflow(mut r: Row) -> Result<WorkflowRecord, StateError> {
     Ok(WorkflowRecord {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        config_json: r.get(2)?,
-        base_dir: r.get(3)?,
-        created_at: r.get(4)?,
+        id: r.text(0)?,
+        name: r.opt_text(1)?,
+        config_json: r.text(2)?,
+        base_dir: r.text(3)?,
+        created_at: r.text(4)?,
+    })
+}
+
+fn row_to_run(mut r: Row) -> Result<RunRecord, StateError> {
+    Ok(RunRecord {
+        id: r.text(0)?,
+        workflow_id: r.opt_text(1)?,
+        started_at: r.text(2)?,
+        finished_at: r.opt_text(3)?,
+        status: r.text(4)?,
+        output: r.opt_text(5)?,
+        error: r.opt_text(6)?,
+    })
+}
+
+fn row_to_approval(mut r: Row) -> Result<PluginApproval, StateError> {
+    Ok(PluginApproval {
+        name: r.text(0)?,
+        sha256: r.text(1)?,
+        wit_version: r.opt_text(2)?,
+        capabilities: r.text(3)?,
+        signer: r.opt_text(4)?,
+        file: r.text(5)?,
+        approved_at: r.text(6)?,
     })
 }
 
