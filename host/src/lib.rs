@@ -14,6 +14,7 @@ pub mod plugins;
 pub mod run;
 pub mod runtime;
 pub mod secrets;
+pub mod service;
 pub mod sinks;
 pub mod state;
 pub mod tls;

@@ -1223,3 +1223,24 @@ pub async fn describe_file(runtime: &Runtime, file: &Path) -> PluginListing {
     }
     listing
 }
+
+/// Compile-time check: a run is a `Send` future, so the worker can run it in a spawned task
+/// (a Temporal activity) and several at once.
+#[allow(dead_code)]
+fn assert_run_future_is_send(
+    runtime: &'static Runtime,
+    cfg: &'static LoadedConfig,
+    plugins: &'static PluginDir,
+    home: &'static crate::home::Home,
+    gate: &'static (dyn PublishGate + 'static),
+) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(run_workflow_gated(
+        runtime,
+        cfg,
+        plugins,
+        Arc::new(TracingObserver),
+        Some(home),
+        Some(gate),
+    ));
+}

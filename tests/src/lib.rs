@@ -9,6 +9,7 @@ pub mod moto;
 pub mod openbao;
 pub mod postgres;
 pub mod s3api;
+pub mod temporal;
 pub mod tenant;
 
 use std::path::{Path, PathBuf};

@@ -553,10 +553,9 @@ fn the_cronjob_runs_one_stored_workflow_at_a_time() {
 fn the_config_points_at_the_mounted_secrets() {
     let objects = objects();
     let cm = one_of_kind(&objects, "ConfigMap");
-    let airlock_toml = cm["data"]["airlock.toml"].as_str().expect("airlock.toml");
+    let state_toml = cm["data"]["state.toml"].as_str().expect("state.toml");
     let backends_toml = cm["data"]["backends.toml"].as_str().expect("backends.toml");
-    assert!(airlock_toml.lines().any(|l| l.trim() == "[state]"));
-    let url = toml_string(airlock_toml, "url").expect("[state] url");
+    let url = toml_string(state_toml, "url").expect("state.toml url");
     assert!(url.starts_with("postgres://"), "state url {url}");
     let userinfo = url
         .trim_start_matches("postgres://")
@@ -566,7 +565,7 @@ fn the_config_points_at_the_mounted_secrets() {
         !userinfo.contains(':'),
         "the state url holds a password: {url}"
     );
-    let password_file = toml_string(airlock_toml, "password_file").expect("password_file");
+    let password_file = toml_string(state_toml, "password_file").expect("password_file");
     let k8s_dir = toml_string(backends_toml, "dir").expect("[kubernetes] dir");
 
     for k in ["Deployment", "CronJob"] {
@@ -587,7 +586,7 @@ fn the_config_points_at_the_mounted_secrets() {
             .find(|e| e["name"] == "AIRLOCK_HOME")
             .and_then(|e| e["value"].as_str())
             .unwrap_or("/var/lib/airlock");
-        for file in ["airlock.toml", "backends.toml"] {
+        for file in ["state.toml", "backends.toml"] {
             let at = format!("{home}/{file}");
             assert!(
                 items(&c["volumeMounts"])

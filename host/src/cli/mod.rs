@@ -4,6 +4,7 @@
 mod credentials;
 mod plugin;
 mod progress;
+mod service;
 mod upload;
 
 use std::io::IsTerminal;
@@ -78,6 +79,14 @@ enum Command {
     Demo(DemoArgs),
     /// Finish an interrupted object-store upload (`--resume RUN`).
     Upload(upload::UploadArgs),
+    /// Run as a Temporal worker: poll a task queue and run triggered workflows (serves
+    /// /healthz, /readyz and /metrics).
+    Worker(crate::service::worker::WorkerArgs),
+    /// Start a stored workflow on the Temporal workers (the payload is the workflow id alone).
+    Trigger(service::TriggerArgs),
+    /// Manage Temporal Schedules that trigger stored workflows.
+    #[command(subcommand)]
+    Schedule(service::ScheduleCommand),
 }
 
 #[derive(Debug, Args)]
@@ -193,6 +202,9 @@ pub async fn main() -> i32 {
         Command::Audit(a) => credentials::audit(a, &home_dir),
         Command::Demo(args) => demo(&args).await,
         Command::Upload(args) => upload::upload(&args, &home_dir).await,
+        Command::Worker(args) => service::worker(&args, &home_dir).await,
+        Command::Trigger(args) => service::trigger(&args, &home_dir).await,
+        Command::Schedule(cmd) => service::schedule(&cmd, &home_dir).await,
         Command::Plugin(c) => plugin::plugin(c, &home_dir).await,
         Command::CompilePlugin(args) => plugin::compile_child(args),
         Command::Plugins(PluginsCommand::List {
@@ -360,7 +372,7 @@ fn init_tracing() {
         .try_init();
 }
 
-fn runtime(no_cache: bool) -> Result<Runtime, RunError> {
+pub(crate) fn runtime(no_cache: bool) -> Result<Runtime, RunError> {
     let cache = if no_cache {
         None
     } else {

@@ -1,0 +1,540 @@
+//! airlock as a service against a real Temporal dev server: the `airlock worker` process
+//! runs triggered workflows (the payload is the workflow id alone) exactly as `airlock run
+//! --workflow` does; `airlock trigger` and `airlock schedule` start them; cancelling the
+//! Temporal workflow publishes nothing; with Temporal down the worker is not ready and a
+//! trigger fails clearly; `/metrics` counts the runs; no secret reaches Temporal's history.
+//!
+//! One dev server for the file; each test has its own task queue, home and worker.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use airlock_tests::temporal::TemporalDev;
+use airlock_tests::{airlock_bin, plugin, plugin_dir, workspace_root, Workspace};
+
+/// A secret the hash rule's key holds: it must appear in no Temporal payload or history.
+const CANARY: &str = "Temporal-Canary-Key-4b9e2f";
+
+fn server() -> &'static TemporalDev {
+    static SERVER: OnceLock<TemporalDev> = OnceLock::new();
+    SERVER.get_or_init(TemporalDev::start)
+}
+
+/// One test's home, stored workflow and worker.
+struct Service {
+    ws: Workspace,
+    queue: String,
+    worker: Option<Child>,
+    health: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl Service {
+    fn new(queue: &str) -> Service {
+        let ws = Workspace::new();
+        airlock::demo::create_sample_database(&ws.path().join("shop.db")).unwrap();
+        Service {
+            ws,
+            queue: format!("{queue}-{}", std::process::id()),
+            worker: None,
+            health: String::new(),
+            stderr: Default::default(),
+        }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.ws.path().join("airlock-home")
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(airlock_bin());
+        cmd.arg("--home")
+            .arg(self.home())
+            .args(args)
+            .env("AIRLOCK_PLUGIN_DIR", plugin_dir())
+            .env(
+                "AIRLOCK_CACHE_DIR",
+                workspace_root().join("target/test-component-cache"),
+            )
+            .env("AIRLOCK_TEMPORAL_ADDRESS", server().address())
+            .env("AIRLOCK_TEMPORAL_TASK_QUEUE", &self.queue)
+            .stdin(Stdio::null());
+        cmd.output().expect("airlock runs")
+    }
+
+    /// Stores a workflow config; returns its id.
+    fn store(&self, config: &str) -> String {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let file = self.ws.path().join(format!("wf-{n}.toml"));
+        std::fs::write(&file, config).unwrap();
+        let out = self.cli(&["workflow", "create", "--config", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .split_whitespace()
+            .last()
+            .expect("the workflow id")
+            .to_string()
+    }
+
+    fn sqlite_config(&self, extra: &str) -> String {
+        format!(
+            "[source]\nplugin = \"sqlite\"\ndatabase = \"{}\"\n\n[source.options]\nname = \"shop\"\n\n\
+             [sink]\nkind = \"local\"\ndir = \"{}\"\n{extra}",
+            self.ws.path().join("shop.db").display(),
+            self.ws.out().display()
+        )
+    }
+
+    /// Starts `airlock worker` and waits until it serves its endpoints.
+    fn start_worker(&mut self) {
+        let mut child = Command::new(airlock_bin())
+            .arg("--home")
+            .arg(self.home())
+            .args([
+                "worker",
+                "--listen",
+                "127.0.0.1:0",
+                "--shutdown-grace-s",
+                "5",
+            ])
+            .env("AIRLOCK_PLUGIN_DIR", plugin_dir())
+            .env(
+                "AIRLOCK_CACHE_DIR",
+                workspace_root().join("target/test-component-cache"),
+            )
+            .env("AIRLOCK_TEMPORAL_ADDRESS", server().address())
+            .env("AIRLOCK_TEMPORAL_TASK_QUEUE", &self.queue)
+            .env("AIRLOCK_LOG", "airlock=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the worker starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = self.stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.split("health and metrics on ").nth(1) {
+                    let _ = tx.send(url.trim().to_string());
+                }
+                log.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        self.health = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!("the worker did not start: {}", self.stderr.lock().unwrap())
+            });
+        self.worker = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while get(&format!("{}/readyz", self.health)).0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "the worker never became ready: {}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn published_runs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.ws.out())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("manifest.json").is_file())
+            .collect()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut w) = self.worker.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
+/// GET `url` (plain HTTP on loopback): status and body.
+fn get(url: &str) -> (u16, String) {
+    let rest = url.trim_start_matches("http://");
+    let (addr, path) = rest
+        .split_once('/')
+        .map(|(a, p)| (a, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    use std::io::Write;
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of a Prometheus sample `name{labels}` in `text`, or 0.
+fn sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {} / {}", text(&out.stdout), text(&out.stderr)))
+}
+
+#[test]
+fn a_trigger_runs_the_stored_workflow_once_and_metrics_count_it() {
+    let mut svc = Service::new("trigger");
+    let key = {
+        let out = {
+            let mut cmd = Command::new(airlock_bin());
+            cmd.arg("--home")
+                .arg(svc.home())
+                .args([
+                    "credential",
+                    "add",
+                    "--kind",
+                    "password",
+                    "--user",
+                    "hmac",
+                    "--destination",
+                    "127.0.0.1:1",
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = cmd.spawn().unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(CANARY.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        };
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_string()
+    };
+    let id = svc.store(&svc.sqlite_config(&format!(
+        "\n[filters]\nfields = [{{ field = \"default\", action = \"hash\", key_credential = \"{key}\" }}]\n"
+    )));
+    svc.start_worker();
+    assert_eq!(get(&format!("{}/healthz", svc.health)).0, 200);
+
+    let out = svc.cli(&["trigger", "--workflow", &id, "--wait", "--json"]);
+    assert!(
+        out.status.success(),
+        "{} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let v = json(&out);
+    let outcome = &v["trigger"]["outcome"];
+    assert_eq!(outcome["already_published"], false, "{v}");
+    assert!(outcome["assets"].as_u64().unwrap() > 100, "{v}");
+    let runs = svc.published_runs();
+    assert_eq!(runs.len(), 1, "exactly one complete run: {runs:?}");
+    assert_eq!(
+        runs[0].file_name().unwrap().to_str().unwrap(),
+        outcome["run_id"].as_str().unwrap()
+    );
+
+    let (status, metrics) = get(&format!("{}/metrics", svc.health));
+    assert_eq!(status, 200);
+    assert_eq!(
+        sample(&metrics, "airlock_runs_total{outcome=\"complete\"}"),
+        1.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "airlock_assets_published_total{kind=\"table\"}") > 0.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "airlock_worker_slots_in_use"),
+        0.0,
+        "{metrics}"
+    );
+
+    // The canary (the hash key the run resolved) is in no Temporal payload or history.
+    let temporal_id = v["trigger"]["temporal_workflow_id"].as_str().unwrap();
+    let history = server().cli(&[
+        "workflow",
+        "show",
+        "--workflow-id",
+        temporal_id,
+        "--output",
+        "json",
+    ]);
+    assert!(history.status.success(), "{}", text(&history.stderr));
+    let history = text(&history.stdout);
+    assert!(
+        history.contains("airlock-run-workflow"),
+        "the history is the run's: {history}"
+    );
+    use base64::Engine;
+    for form in [
+        CANARY.to_string(),
+        base64::engine::general_purpose::STANDARD.encode(CANARY),
+        hex::encode(CANARY),
+    ] {
+        assert!(!history.contains(&form), "the history holds the canary");
+    }
+    // The payload of the start was the workflow id alone.
+    let input =
+        base64::engine::general_purpose::STANDARD.encode(format!("{{\"workflow_id\":\"{id}\"}}"));
+    assert!(
+        history.contains(&input) || history.contains(&id),
+        "{history}"
+    );
+}
+
+#[test]
+fn a_cancelled_trigger_publishes_nothing() {
+    let mut svc = Service::new("cancel");
+    let id = svc.store(&format!(
+        "[source]\nplugin = \"{}\"\ndatabase = \"{}\"\n\n[source.options]\nmode = \"sleep\"\nsecs = 300\n\n\
+         [sink]\nkind = \"local\"\ndir = \"{}\"\n",
+        plugin("hostile-suite").display(),
+        svc.ws.path().join("shop.db").display(),
+        svc.ws.out().display()
+    ));
+    svc.start_worker();
+    let out = svc.cli(&["trigger", "--workflow", &id, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let temporal_id = json(&out)["trigger"]["temporal_workflow_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Wait until the run is under way on the worker.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, m) = get(&format!("{}/metrics", svc.health));
+        if sample(&m, "airlock_worker_slots_in_use") >= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never started: {}",
+            svc.stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let cancel = server().cli(&["workflow", "cancel", "--workflow-id", &temporal_id]);
+    assert!(cancel.status.success(), "{}", text(&cancel.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, m) = get(&format!("{}/metrics", svc.health));
+        if sample(&m, "airlock_runs_total{outcome=\"cancelled\"}") >= 1.0 {
+            assert_eq!(sample(&m, "airlock_worker_slots_in_use"), 0.0, "{m}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run was never cancelled: {m}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let described = server().cli(&[
+        "workflow",
+        "describe",
+        "--workflow-id",
+        &temporal_id,
+        "--output",
+        "json",
+    ]);
+    assert!(
+        text(&described.stdout).contains("CANCELED"),
+        "{}",
+        text(&described.stdout)
+    );
+    assert!(svc.published_runs().is_empty(), "nothing published");
+    let leftovers: Vec<_> = std::fs::read_dir(svc.ws.out())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    assert!(leftovers.is_empty(), "no staging left: {leftovers:?}");
+}
+
+#[test]
+fn a_schedule_fires_repeatedly_and_can_be_paused_and_deleted() {
+    let mut svc = Service::new("schedule");
+    let id = svc.store(&svc.sqlite_config(""));
+    svc.start_worker();
+    let schedule = format!("airlock-test-{}", svc.queue);
+    let out = svc.cli(&[
+        "schedule",
+        "create",
+        "--workflow",
+        &id,
+        "--cron",
+        "@every 2s",
+        "--id",
+        &schedule,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = svc.cli(&["schedule", "list", "--json"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert!(
+        text(&listed.stdout).contains(&schedule),
+        "{}",
+        text(&listed.stdout)
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while svc.published_runs().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the schedule fired {} times",
+            svc.published_runs().len()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = svc.cli(&["schedule", "pause", &schedule]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = svc.cli(&["schedule", "list", "--json"]);
+    let lines: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let ours = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"] == schedule.as_str())
+        .unwrap();
+    assert_eq!(ours["paused"], true, "{ours}");
+    let out = svc.cli(&["schedule", "delete", &schedule]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn an_unknown_workflow_is_refused_before_anything_is_started() {
+    let svc = Service::new("unknown");
+    let out = svc.cli(&["trigger", "--workflow", "no-such-workflow"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("unknown workflow no-such-workflow"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&svc.home().display().to_string()),
+        "names the home: {stderr}"
+    );
+}
+
+#[test]
+fn with_temporal_down_the_worker_is_not_ready_and_a_trigger_fails_clearly() {
+    // Its own server, stopped half-way.
+    let mut own = TemporalDev::start();
+    let svc = Service::new("down");
+    let id = svc.store(&svc.sqlite_config(""));
+    // The worker of this test talks to `own`.
+    let mut child = Command::new(airlock_bin())
+        .arg("--home")
+        .arg(svc.home())
+        .args([
+            "worker",
+            "--listen",
+            "127.0.0.1:0",
+            "--temporal-address",
+            &own.address(),
+        ])
+        .env("AIRLOCK_PLUGIN_DIR", plugin_dir())
+        .env("AIRLOCK_TEMPORAL_TASK_QUEUE", &svc.queue)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut health = String::new();
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+        if let Some(url) = line.split("health and metrics on ").nth(1) {
+            health = url.trim().to_string();
+            break;
+        }
+        line.clear();
+    }
+    assert!(!health.is_empty(), "the worker printed its address");
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = reader.read_to_string(&mut sink);
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&format!("{health}/readyz")).0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    own.stop();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, body) = loop {
+        let r = get(&format!("{health}/readyz"));
+        if r.0 == 503 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("Temporal"), "{body}");
+    assert_eq!(
+        get(&format!("{health}/healthz")).0,
+        200,
+        "alive all the same"
+    );
+
+    let mut cmd = Command::new(airlock_bin());
+    let out = cmd
+        .arg("--home")
+        .arg(svc.home())
+        .args([
+            "trigger",
+            "--workflow",
+            &id,
+            "--temporal-address",
+            &own.address(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("cannot connect to Temporal at"), "{stderr}");
+    assert!(stderr.contains(&own.address()), "{stderr}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
