@@ -538,3 +538,203 @@ fn with_temporal_down_the_worker_is_not_ready_and_a_trigger_fails_clearly() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Two workers (separate processes and homes) sharing one PostgreSQL state store: 20 triggers
+/// each publish exactly once; a worker killed with SIGKILL in the middle of a run has its
+/// activity retried on the other worker after the heartbeat timeout, which publishes it once.
+#[test]
+fn two_workers_on_one_state_store_publish_each_trigger_once_even_when_one_is_killed() {
+    use airlock_tests::postgres::PgCluster;
+    let pg = PgCluster::start();
+    pg.create_user("airlock_state", "Shared-State-Pw-71");
+    pg.psql(
+        "postgres",
+        "CREATE DATABASE airlock_state OWNER airlock_state",
+    );
+    let mut a = Service::new("pair");
+    let mut b = Service::new("pair");
+    b.queue = a.queue.clone();
+    for svc in [&a, &b] {
+        std::fs::create_dir_all(svc.home()).unwrap();
+        std::fs::write(svc.home().join("state-password"), "Shared-State-Pw-71\n").unwrap();
+        std::fs::write(
+            svc.home().join("state.toml"),
+            format!(
+                "url = \"postgres://airlock_state@127.0.0.1:{}/airlock_state\"\n\
+                 password_file = \"state-password\"\ntls = \"disable\"\n",
+                pg.port()
+            ),
+        )
+        .unwrap();
+    }
+    // Stored through worker A's home; worker B sees it in the shared store.
+    let quick = a.store(&a.sqlite_config(""));
+    let listed = b.cli(&["workflow", "list", "--json"]);
+    assert!(
+        text(&listed.stdout).contains(&quick),
+        "B sees A's workflow: {}",
+        text(&listed.stdout)
+    );
+    a.start_worker();
+    b.start_worker();
+
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let out = a.cli(&["trigger", "--workflow", &quick, "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        ids.push(
+            json(&out)["trigger"]["temporal_workflow_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while a.published_runs().len() < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 20 published; A: {} B: {}",
+            a.published_runs().len(),
+            a.stderr.lock().unwrap(),
+            b.stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for id in &ids {
+        let d = server().cli(&[
+            "workflow",
+            "describe",
+            "--workflow-id",
+            id,
+            "--output",
+            "json",
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut d = d;
+        while !text(&d.stdout).contains("COMPLETED") {
+            assert!(Instant::now() < deadline, "{id}: {}", text(&d.stdout));
+            std::thread::sleep(Duration::from_millis(300));
+            d = server().cli(&[
+                "workflow",
+                "describe",
+                "--workflow-id",
+                id,
+                "--output",
+                "json",
+            ]);
+        }
+    }
+    assert_eq!(
+        a.published_runs().len(),
+        20,
+        "exactly one complete run per trigger"
+    );
+    let done: f64 = [&a, &b]
+        .iter()
+        .map(|s| {
+            sample(
+                &get(&format!("{}/metrics", s.health)).1,
+                "airlock_runs_total{outcome=\"complete\"}",
+            )
+        })
+        .sum();
+    assert_eq!(done, 20.0, "the workers' metrics count every run once");
+
+    // A slow run, and the worker running it killed with SIGKILL half-way.
+    let slow = a.store(&format!(
+        "[source]\nplugin = \"{}\"\ndatabase = \"{}\"\n\n[source.options]\nmode = \"sleep\"\nsecs = 4\n\n\
+         [sink]\nkind = \"local\"\ndir = \"{}\"\n",
+        plugin("hostile-suite").display(),
+        a.ws.path().join("shop.db").display(),
+        a.ws.out().display()
+    ));
+    let out = a.cli(&["trigger", "--workflow", &slow, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let temporal_id = json(&out)["trigger"]["temporal_workflow_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let busy = loop {
+        let busy = [&a, &b].iter().position(|s| {
+            sample(
+                &get(&format!("{}/metrics", s.health)).1,
+                "airlock_worker_slots_in_use",
+            ) >= 1.0
+        });
+        if let Some(i) = busy {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "the slow run never started");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out_dir = a.ws.out();
+    let (victim, survivor) = if busy == 0 {
+        (&mut a, &b)
+    } else {
+        (&mut b, &a)
+    };
+    let mut child = victim.worker.take().unwrap();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let d = server().cli(&[
+            "workflow",
+            "describe",
+            "--workflow-id",
+            &temporal_id,
+            "--output",
+            "json",
+        ]);
+        if text(&d.stdout).contains("COMPLETED") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed run was not retried: {} / {}",
+            text(&d.stdout),
+            survivor.stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let published = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("manifest.json").is_file())
+        .count();
+    assert_eq!(published, 21, "the slow trigger published exactly once");
+    // Both attempts are on record in the shared store: the killed one never finished.
+    let home = airlock::home::Home::open(&survivor.home()).unwrap();
+    let runs: Vec<_> = home
+        .state()
+        .runs(100)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.workflow_id.as_deref() == Some(slow.as_str()))
+        .collect();
+    assert_eq!(runs.len(), 2, "two attempts: {runs:?}");
+    assert_eq!(
+        runs.iter().filter(|r| r.status == "complete").count(),
+        1,
+        "{runs:?}"
+    );
+    let history = server().cli(&[
+        "workflow",
+        "show",
+        "--workflow-id",
+        &temporal_id,
+        "--output",
+        "json",
+    ]);
+    // Temporal records the attempt that completed: the second.
+    let history = text(&history.stdout);
+    assert!(
+        history.contains("EVENT_TYPE_ACTIVITY_TASK_STARTED"),
+        "{history}"
+    );
+    assert!(
+        history.contains("\"attempt\": 2"),
+        "the activity completed on its second attempt: {history}"
+    );
+}
