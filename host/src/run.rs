@@ -191,6 +191,17 @@ pub struct RunReport {
     pub dropped_log_lines: u64,
     /// Statements the SQL guard checked and the time it took, in microseconds.
     pub sql_guard: (u64, u64),
+    /// What the plugin used: its largest linear memory and its CPU time.
+    pub plugin_usage: PluginUsage,
+}
+
+/// What a plugin used in a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PluginUsage {
+    /// The largest linear memory it grew to, in bytes.
+    pub peak_memory_bytes: u64,
+    /// CPU time it computed (not waiting in host calls), in milliseconds (10 ms resolution).
+    pub cpu_ms: u64,
 }
 
 /// What a run would publish, from `airlock run --dry-run` / `airlock preview`: the output was
@@ -911,6 +922,10 @@ async fn run_inner(
     observer.phase(Phase::Publishing);
     let publish_started = Instant::now();
     let dropped_log_lines = store.data().log.dropped();
+    let plugin_usage = PluginUsage {
+        peak_memory_bytes: store.data().limiter.peak_memory as u64,
+        cpu_ms: store.data().cpu_ticks * crate::runtime::EPOCH_TICK_MS,
+    };
     let sql_guard = guard_stats.totals();
     let pipeline = store
         .data_mut()
@@ -1005,6 +1020,7 @@ async fn run_inner(
                 manifest,
                 dropped_log_lines,
                 sql_guard,
+                plugin_usage,
             }))
         }
         (Staging::Sink(staged), _) => {
@@ -1031,6 +1047,7 @@ async fn run_inner(
                 manifest,
                 dropped_log_lines,
                 sql_guard,
+                plugin_usage,
             }))
         }
         (Staging::Temp(tmp), mode) => {

@@ -30,6 +30,8 @@ struct Service {
     worker: Option<Child>,
     health: String,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Start the worker with `--log-format json`.
+    json_logs: bool,
 }
 
 fn text(b: &[u8]) -> String {
@@ -46,6 +48,7 @@ impl Service {
             worker: None,
             health: String::new(),
             stderr: Default::default(),
+            json_logs: false,
         }
     }
 
@@ -115,6 +118,10 @@ impl Service {
             .env("AIRLOCK_TEMPORAL_ADDRESS", server().address())
             .env("AIRLOCK_TEMPORAL_TASK_QUEUE", &self.queue)
             .env("AIRLOCK_LOG", "airlock=info")
+            .env(
+                "AIRLOCK_LOG_FORMAT",
+                if self.json_logs { "json" } else { "text" },
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -126,7 +133,11 @@ impl Service {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(url) = line.split("health and metrics on ").nth(1) {
-                    let _ = tx.send(url.trim().to_string());
+                    let url: String = url
+                        .chars()
+                        .take_while(|c| !c.is_whitespace() && *c != '"')
+                        .collect();
+                    let _ = tx.send(url);
                 }
                 log.lock().unwrap().push_str(&format!("{line}\n"));
             }
@@ -287,6 +298,20 @@ fn a_trigger_runs_the_stored_workflow_once_and_metrics_count_it() {
     assert_eq!(
         sample(&metrics, "airlock_worker_slots_in_use"),
         0.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "airlock_plugin_peak_memory_bytes_count"),
+        1.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "airlock_plugin_peak_memory_bytes_sum") > 1048576.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "airlock_run_duration_seconds_count"),
+        1.0,
         "{metrics}"
     );
 
@@ -737,4 +762,77 @@ fn two_workers_on_one_state_store_publish_each_trigger_once_even_when_one_is_kil
         history.contains("\"attempt\": 2"),
         "the activity completed on its second attempt: {history}"
     );
+}
+
+/// SIGTERM while a run is going: the worker stops being ready, lets the run finish within its
+/// grace period (it publishes), then exits 0; with `--log-format json` every line on its stderr
+/// is one JSON object.
+#[test]
+fn sigterm_lets_the_running_run_finish_then_the_worker_exits() {
+    let mut svc = Service::new("drain");
+    svc.json_logs = true;
+    let slow = svc.store(&format!(
+        "[source]\nplugin = \"{}\"\ndatabase = \"{}\"\n\n[source.options]\nmode = \"sleep\"\nsecs = 3\n\n\
+         [sink]\nkind = \"local\"\ndir = \"{}\"\n",
+        plugin("hostile-suite").display(),
+        svc.ws.path().join("shop.db").display(),
+        svc.ws.out().display()
+    ));
+    svc.start_worker();
+    let out = svc.cli(&["trigger", "--workflow", &slow, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sample(
+        &get(&format!("{}/metrics", svc.health)).1,
+        "airlock_worker_slots_in_use",
+    ) < 1.0
+    {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut child = svc.worker.take().unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = get(&format!("{}/readyz", svc.health));
+        if status == 503 {
+            assert!(body.contains("shutting down"), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still ready after SIGTERM: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the worker did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.success(),
+        "exit {status}: {}",
+        svc.stderr.lock().unwrap()
+    );
+    assert_eq!(
+        svc.published_runs().len(),
+        1,
+        "the running run finished and published"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let log = svc.stderr.lock().unwrap().clone();
+    assert!(log.contains("stopping"), "{log}");
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+    }
 }

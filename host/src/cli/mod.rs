@@ -44,6 +44,15 @@ pub struct Cli {
     /// ~/.local/share/airlock].
     #[arg(long, global = true, value_name = "DIR")]
     home: Option<PathBuf>,
+    /// Log lines on stderr as `text` or as `json` (one object per line, for log collectors).
+    #[arg(
+        long,
+        global = true,
+        env = "AIRLOCK_LOG_FORMAT",
+        default_value = "text",
+        value_parser = ["text", "json"]
+    )]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -188,7 +197,13 @@ pub async fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    init_tracing();
+    // A worker is a service: it logs what it does (runs, connections) unless told otherwise.
+    let default_filter = if matches!(cli.command, Command::Worker(_)) {
+        "warn,airlock=info"
+    } else {
+        "warn"
+    };
+    init_tracing(cli.log_format == "json", default_filter);
     let home_dir = cli.home.clone().unwrap_or_else(Home::default_dir);
     match cli.command {
         Command::Run(args) => run_command(&args, &home_dir).await,
@@ -362,14 +377,19 @@ fn explain(args: &ExplainArgs, home_dir: &Path) -> i32 {
     0
 }
 
-fn init_tracing() {
+fn init_tracing(json: bool, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    // Both formats go through the redactor, which knows each secret's JSON-escaped forms too.
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(RedactingStderr)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 pub(crate) fn runtime(no_cache: bool) -> Result<Runtime, RunError> {
@@ -610,6 +630,7 @@ fn print_report(r: &RunReport, json: bool) {
             "warnings": m.warnings,
             "timings_ms": m.timings_ms,
             "sql_guard": { "statements": r.sql_guard.0, "micros": r.sql_guard.1 },
+            "plugin_usage": r.plugin_usage,
         });
         println!("{v}");
         return;

@@ -147,6 +147,8 @@ pub struct RunLimiter {
     tables: usize,
     /// The first limit that was hit, if any.
     pub hit: Option<LimitExceeded>,
+    /// The largest linear memory the plugin asked for and got, in bytes.
+    pub peak_memory: usize,
 }
 
 impl RunLimiter {
@@ -158,6 +160,7 @@ impl RunLimiter {
             instances: limits.instances,
             tables: limits.tables,
             hit: None,
+            peak_memory: 0,
         }
     }
 }
@@ -179,6 +182,7 @@ impl wasmtime::ResourceLimiter for RunLimiter {
             // allocator turn the failure into an opaque abort.
             return Err(wasmtime::Error::new(e));
         }
+        self.peak_memory = self.peak_memory.max(desired);
         Ok(true)
     }
 

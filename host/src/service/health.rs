@@ -35,6 +35,8 @@ pub struct Metrics {
     dropped: Family<KindLabel, Counter>,
     bytes: Counter,
     secrets_withheld: Counter,
+    plugin_memory: Histogram,
+    plugin_cpu: Histogram,
     slots_in_use: Gauge<i64, AtomicI64>,
     slots: Gauge<i64, AtomicI64>,
 }
@@ -50,6 +52,10 @@ impl Metrics {
         let dropped = Family::<KindLabel, Counter>::default();
         let bytes = Counter::default();
         let secrets_withheld = Counter::default();
+        let plugin_memory = Histogram::new(
+            [1.0, 4.0, 16.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0].map(|mb| mb * 1048576.0),
+        );
+        let plugin_cpu = Histogram::new([0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 1800.0]);
         let slots_in_use = Gauge::<i64, AtomicI64>::default();
         let slots_gauge = Gauge::<i64, AtomicI64>::default();
         slots_gauge.set(slots as i64);
@@ -85,6 +91,16 @@ impl Metrics {
             secrets_withheld.clone(),
         );
         registry.register(
+            "plugin_peak_memory_bytes",
+            "Largest linear memory a plugin grew to, per published run",
+            plugin_memory.clone(),
+        );
+        registry.register(
+            "plugin_cpu_seconds",
+            "CPU time a plugin computed, per published run",
+            plugin_cpu.clone(),
+        );
+        registry.register(
             "worker_slots_in_use",
             "Runs in progress on this worker",
             slots_in_use.clone(),
@@ -102,6 +118,8 @@ impl Metrics {
             dropped,
             bytes,
             secrets_withheld,
+            plugin_memory,
+            plugin_cpu,
             slots_in_use,
             slots: slots_gauge,
         }
@@ -137,6 +155,10 @@ impl Metrics {
         self.bytes.inc_by(bytes);
         self.secrets_withheld
             .inc_by(report.manifest.secrets_withheld);
+        self.plugin_memory
+            .observe(report.plugin_usage.peak_memory_bytes as f64);
+        self.plugin_cpu
+            .observe(report.plugin_usage.cpu_ms as f64 / 1000.0);
     }
 
     /// The Prometheus text exposition.

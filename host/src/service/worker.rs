@@ -113,13 +113,12 @@ pub async fn run(
         .await
         .map_err(|e| ServiceError::Config(format!("--listen {}: {e}", args.listen)))?;
     tracing::info!(
-        "worker polling task queue {} of namespace {} at {}; {} runs at once; health on http://{bound}",
-        args.temporal.task_queue,
-        args.temporal.namespace,
-        args.temporal.temporal_address,
-        slots
+        task_queue = %args.temporal.task_queue,
+        namespace = %args.temporal.namespace,
+        temporal = %args.temporal.temporal_address,
+        slots,
+        "airlock worker: health and metrics on http://{bound}"
     );
-    eprintln!("airlock worker: health and metrics on http://{bound}");
 
     let sdk_runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())
         .map_err(|e| ServiceError::Temporal(format!("cannot start the Temporal runtime: {e:#}")))?;
@@ -145,14 +144,16 @@ pub async fn run(
     tokio::spawn(async move {
         wait_for_termination().await;
         draining.store(true, Ordering::Relaxed);
-        eprintln!("airlock worker: stopping: no new runs; running runs have {grace} s to finish");
+        tracing::info!(
+            "airlock worker: stopping: no new runs; running runs have {grace} s to finish"
+        );
         shutdown();
     });
     worker
         .run()
         .await
         .map_err(|e| ServiceError::Temporal(format!("the worker stopped: {e:#}")))?;
-    eprintln!("airlock worker: stopped");
+    tracing::info!("airlock worker: stopped");
     Ok(())
 }
 
