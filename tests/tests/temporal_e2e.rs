@@ -314,6 +314,16 @@ fn a_trigger_runs_the_stored_workflow_once_and_metrics_count_it() {
         1.0,
         "{metrics}"
     );
+    // The run resolved the hash key once: audited, and counted (no GUID in the labels).
+    assert_eq!(
+        sample(
+            &metrics,
+            "airlock_audit_events_total{action=\"resolve\",outcome=\"ok\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert!(!metrics.contains(&key), "no GUID in the metrics");
 
     // The canary (the hash key the run resolved) is in no Temporal payload or history.
     let temporal_id = v["trigger"]["temporal_workflow_id"].as_str().unwrap();

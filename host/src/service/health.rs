@@ -26,6 +26,12 @@ struct KindLabel {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuditLabel {
+    action: String,
+    outcome: String,
+}
+
 /// What a worker counts.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -37,6 +43,7 @@ pub struct Metrics {
     secrets_withheld: Counter,
     plugin_memory: Histogram,
     plugin_cpu: Histogram,
+    audit: Family<AuditLabel, Counter>,
     slots_in_use: Gauge<i64, AtomicI64>,
     slots: Gauge<i64, AtomicI64>,
 }
@@ -56,6 +63,7 @@ impl Metrics {
             [1.0, 4.0, 16.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0].map(|mb| mb * 1048576.0),
         );
         let plugin_cpu = Histogram::new([0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 1800.0]);
+        let audit = Family::<AuditLabel, Counter>::default();
         let slots_in_use = Gauge::<i64, AtomicI64>::default();
         let slots_gauge = Gauge::<i64, AtomicI64>::default();
         slots_gauge.set(slots as i64);
@@ -101,6 +109,12 @@ impl Metrics {
             plugin_cpu.clone(),
         );
         registry.register(
+            "audit_events",
+            "Audit events of this worker's runs by action and outcome: secret resolutions \
+             (resolve), logins, network and SQL denials, reflected secrets, plugin checks",
+            audit.clone(),
+        );
+        registry.register(
             "worker_slots_in_use",
             "Runs in progress on this worker",
             slots_in_use.clone(),
@@ -120,6 +134,7 @@ impl Metrics {
             secrets_withheld,
             plugin_memory,
             plugin_cpu,
+            audit,
             slots_in_use,
             slots: slots_gauge,
         }
@@ -163,6 +178,13 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
+        for ((action, outcome), n) in crate::state::audit_event_counts() {
+            let counter = self.audit.get_or_create(&AuditLabel { action, outcome });
+            let seen = counter.get();
+            if n > seen {
+                counter.inc_by(n - seen);
+            }
+        }
         let mut out = String::new();
         if let Ok(registry) = self.registry.lock() {
             let _ = prometheus_client::encoding::text::encode(&mut out, &registry);

@@ -607,6 +607,26 @@ fn row_to_approval(mut r: Row) -> Result<PluginApproval, StateError> {
     })
 }
 
+/// Audit events of every run in this process, by action and outcome (`resolve ok`,
+/// `network denied`, `sql-refused function`, `secret-reflected withheld`, ...), for the
+/// worker's `/metrics`. Only counts: never a GUID, a destination or a detail.
+pub fn audit_event_counts() -> Vec<((String, String), u64)> {
+    AUDIT_COUNTS
+        .lock()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+        .unwrap_or_default()
+}
+
+static AUDIT_COUNTS: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn count_event(action: &str, outcome: &str) {
+    if let Ok(mut m) = AUDIT_COUNTS.lock() {
+        *m.entry((action.to_string(), outcome.to_string()))
+            .or_insert(0) += 1;
+    }
+}
+
 /// The audit context of one run: every entry it writes carries the run, the workflow and the
 /// plugin digest. Without a state store (ad-hoc runs without credentials) it writes to the log.
 #[derive(Clone)]
@@ -651,6 +671,7 @@ impl RunAudit {
         destination: Option<&str>,
         detail: Option<&str>,
     ) {
+        count_event(action, outcome);
         let detail = detail.map(|d| {
             crate::secrets::redact::Redactor::global()
                 .redact(d)
