@@ -83,6 +83,17 @@ impl TestCa {
             issuer: rcgen::Issuer::new(params, key),
         }
     }
+
+    /// A server certificate and its key (PEM) for `names` (IP addresses become IP SANs).
+    pub fn server_cert(&self, names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let params = rcgen::CertificateParams::new(names).expect("server params");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("server certificate");
+        (cert.pem(), key.serialize_pem())
+    }
 }
 
 impl AzureKeyVault {

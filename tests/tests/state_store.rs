@@ -829,44 +829,13 @@ fn wait_until_gone(cluster: &PgCluster, user: &str) {
     panic!("the terminated backend of {user} did not go away");
 }
 
-struct Ca {
-    pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-fn ca(name: &str) -> Ca {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let key = KeyPair::generate().expect("CA key");
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let cert = params.self_signed(&key).expect("CA certificate");
-    Ca {
-        pem: cert.pem(),
-        issuer: rcgen::Issuer::new(params, key),
-    }
-}
-
-fn server_cert(ca: &Ca, names: &[&str]) -> (String, String) {
-    let key = rcgen::KeyPair::generate().expect("server key");
-    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let params = rcgen::CertificateParams::new(names).expect("server params");
-    let cert = params
-        .signed_by(&key, &ca.issuer)
-        .expect("server certificate");
-    (cert.pem(), key.serialize_pem())
-}
+use airlock_tests::azure::TestCa;
 
 #[test]
 fn tls_verify_full_trusts_ca_file_and_refuses_another_ca() {
-    let right = ca("state store CA");
-    let other = ca("someone else's CA");
-    let (cert, key) = server_cert(&right, &["127.0.0.1"]);
+    let right = TestCa::new("state store CA");
+    let other = TestCa::new("someone else's CA");
+    let (cert, key) = right.server_cert(&["127.0.0.1"]);
     let pg = PgCluster::start_tls(&cert, &key);
     let password = "canary-Tls-Pa55-2w";
     pg.create_user("tls_worker", password);
