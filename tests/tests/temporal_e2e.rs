@@ -148,11 +148,15 @@ impl Service {
                 panic!("the worker did not start: {}", self.stderr.lock().unwrap())
             });
         self.worker = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while get(&format!("{}/readyz", self.health)).0 != 200 {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let (status, body) = get(&format!("{}/readyz", self.health));
+            if status == 200 {
+                break;
+            }
             assert!(
                 Instant::now() < deadline,
-                "the worker never became ready: {}",
+                "the worker never became ready ({status} {body}): {}",
                 self.stderr.lock().unwrap()
             );
             std::thread::sleep(Duration::from_millis(200));
@@ -520,19 +524,39 @@ fn with_temporal_down_the_worker_is_not_ready_and_a_trigger_fails_clearly() {
     let mut line = String::new();
     while reader.read_line(&mut line).unwrap_or(0) > 0 {
         if let Some(url) = line.split("health and metrics on ").nth(1) {
-            health = url.trim().to_string();
+            // The message is followed by the event's fields.
+            health = url
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != '"')
+                .collect();
             break;
         }
         line.clear();
     }
     assert!(!health.is_empty(), "the worker printed its address");
+    let rest = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = rest.clone();
     std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = reader.read_to_string(&mut sink);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            sink.lock().unwrap().push_str(&line);
+            line.clear();
+        }
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get(&format!("{health}/readyz")).0 != 200 {
-        assert!(Instant::now() < deadline, "never ready");
+    // Generous: other suites load the two cores while this one waits.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, body) = get(&format!("{health}/readyz"));
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never ready: {status} {body} ({:?})\nthe worker's log: {}\nTemporal's log: {}",
+            child.try_wait(),
+            rest.lock().unwrap(),
+            own.log_text()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     own.stop();

@@ -139,11 +139,19 @@ pub async fn list_schedules(client: &Client) -> Result<Vec<ScheduleLine>, Servic
         {
             continue;
         }
-        out.push(ScheduleLine {
-            id: entry.schedule_id().to_string(),
-            paused: entry.paused(),
-            note: entry.note().map(str::to_string),
-        });
+        // The listing comes from the visibility store, which lags behind a pause: the
+        // state shown is read from the schedule itself.
+        // (If it cannot be described, e.g. deleted in between, the listing's state is shown.)
+        let id = entry.schedule_id().to_string();
+        let (paused, note) = match client
+            .get_schedule_handle(&id)
+            .describe(Default::default())
+            .await
+        {
+            Ok(d) => (d.paused(), d.note().map(str::to_string)),
+            Err(_) => (entry.paused(), entry.note().map(str::to_string)),
+        };
+        out.push(ScheduleLine { id, paused, note });
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)

@@ -40,6 +40,7 @@ pub struct WorkerArgs {
 struct Ready {
     client: temporalio_client::Client,
     address: String,
+    namespace: String,
     shared: Arc<Shared>,
     plugin_dirs: Vec<PathBuf>,
 }
@@ -66,10 +67,18 @@ impl Readiness for Ready {
             }
             // The client retries a lost connection on its own: bound the wait, so that a
             // Temporal that is down reads as "not ready" rather than as a slow answer.
+            // DescribeNamespace is answered from the frontend's cache: it says that Temporal
+            // answers and that the namespace exists, without a query on the visibility store
+            // (slow on a loaded server, and not what readiness is about).
+            use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
+            let request = DescribeNamespaceRequest {
+                namespace: self.namespace.clone(),
+                ..Default::default()
+            };
+            let mut service = self.client.connection().workflow_service();
             match tokio::time::timeout(
                 Duration::from_secs(3),
-                self.client
-                    .count_workflows("WorkflowType = 'airlock-run'", Default::default()),
+                service.describe_namespace(temporalio_client::tonic::Request::new(request)),
             )
             .await
             {
@@ -106,6 +115,7 @@ pub async fn run(
     let ready = Arc::new(Ready {
         client: client.clone(),
         address: args.temporal.temporal_address.clone(),
+        namespace: args.temporal.namespace.clone(),
         shared: shared.clone(),
         plugin_dirs,
     });
