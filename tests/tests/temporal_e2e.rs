@@ -9,7 +9,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use airlock_tests::temporal::TemporalDev;
@@ -29,7 +29,7 @@ struct Service {
     queue: String,
     worker: Option<Child>,
     health: String,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
     /// Start the worker with `--log-format json`.
     json_logs: bool,
 }
@@ -127,40 +127,10 @@ impl Service {
             .stderr(Stdio::piped())
             .spawn()
             .expect("the worker starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log = self.stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(url) = line.split("health and metrics on ").nth(1) {
-                    let url: String = url
-                        .chars()
-                        .take_while(|c| !c.is_whitespace() && *c != '"')
-                        .collect();
-                    let _ = tx.send(url);
-                }
-                log.lock().unwrap().push_str(&format!("{line}\n"));
-            }
-        });
-        self.health = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| {
-                panic!("the worker did not start: {}", self.stderr.lock().unwrap())
-            });
+        self.health = follow_worker(&mut child, self.stderr.clone());
         self.worker = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let (status, body) = get(&format!("{}/readyz", self.health));
-            if status == 200 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the worker never became ready ({status} {body}): {}",
-                self.stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let log = self.stderr.clone();
+        wait_ready(&self.health, || log.lock().unwrap().clone());
     }
 
     fn published_runs(&self) -> Vec<PathBuf> {
@@ -180,6 +150,46 @@ impl Drop for Service {
             let _ = w.kill();
             let _ = w.wait();
         }
+    }
+}
+
+/// Collects a spawned worker's stderr into `log` and returns the health address it prints.
+fn follow_worker(child: &mut Child, log: Arc<Mutex<String>>) -> String {
+    let stderr = child.stderr.take().expect("the worker's stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let seen = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.split("health and metrics on ").nth(1) {
+                // The message is followed by the event's fields.
+                let url: String = url
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '"')
+                    .collect();
+                let _ = tx.send(url);
+            }
+            seen.lock().unwrap().push_str(&format!("{line}\n"));
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("the worker did not start: {}", log.lock().unwrap()))
+}
+
+/// Waits until `/readyz` at `health` answers 200; `context` says more when it never does.
+/// Generous: other suites load the two cores while this waits.
+fn wait_ready(health: &str, mut context: impl FnMut() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, body) = get(&format!("{health}/readyz"));
+        if status == 200 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never became ready ({status} {body}): {}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -519,46 +529,16 @@ fn with_temporal_down_the_worker_is_not_ready_and_a_trigger_fails_clearly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let mut health = String::new();
-    let mut line = String::new();
-    while reader.read_line(&mut line).unwrap_or(0) > 0 {
-        if let Some(url) = line.split("health and metrics on ").nth(1) {
-            // The message is followed by the event's fields.
-            health = url
-                .chars()
-                .take_while(|c| !c.is_whitespace() && *c != '"')
-                .collect();
-            break;
-        }
-        line.clear();
-    }
-    assert!(!health.is_empty(), "the worker printed its address");
-    let rest = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = rest.clone();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            sink.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    // Generous: other suites load the two cores while this one waits.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (status, body) = get(&format!("{health}/readyz"));
-        if status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never ready: {status} {body} ({:?})\nthe worker's log: {}\nTemporal's log: {}",
+    let log = Arc::new(Mutex::new(String::new()));
+    let health = follow_worker(&mut child, log.clone());
+    wait_ready(&health, || {
+        format!(
+            "{:?}\nthe worker's log: {}\nTemporal's log: {}",
             child.try_wait(),
-            rest.lock().unwrap(),
+            log.lock().unwrap(),
             own.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        )
+    });
     own.stop();
     let deadline = Instant::now() + Duration::from_secs(30);
     let (status, body) = loop {

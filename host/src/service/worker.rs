@@ -65,8 +65,6 @@ impl Readiness for Ready {
                         .join(", ")
                 ));
             }
-            // The client retries a lost connection on its own: bound the wait, so that a
-            // Temporal that is down reads as "not ready" rather than as a slow answer.
             // DescribeNamespace is answered from the frontend's cache: it says that Temporal
             // answers and that the namespace exists, without a query on the visibility store
             // (slow on a loaded server, and not what readiness is about).
@@ -76,6 +74,8 @@ impl Readiness for Ready {
                 ..Default::default()
             };
             let mut service = self.client.connection().workflow_service();
+            // The client retries a lost connection on its own: bound the wait, so that a
+            // Temporal that is down reads as "not ready" rather than as a slow answer.
             match tokio::time::timeout(
                 Duration::from_secs(3),
                 service.describe_namespace(temporalio_client::tonic::Request::new(request)),
