@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::asset::AssetKind;
-use crate::config::{FieldActionName, FieldRuleConfig};
+use super::config::{FieldActionName, FieldRuleConfig};
 
 /// What `mask` writes instead of a value.
 pub const MASK_TOKEN: &str = "[masked]";

@@ -60,8 +60,8 @@ use regex::{Regex, RegexBuilder};
 use sha2::{Digest, Sha256};
 
 use super::asset::{is_invisible_format, qualified_name, AssetKind};
+use super::config::{FilterConfig, OnSecret};
 use super::fields::FieldPolicy;
-use crate::config::{FilterConfig, OnSecret};
 
 /// The most segments an asset path has (a column: database.schema.table.column).
 const MAX_PATH_SEGMENTS: usize = 4;

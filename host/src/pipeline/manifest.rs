@@ -76,13 +76,13 @@ pub struct FilterRef {
     pub case_sensitive: bool,
     /// Field rules, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fields: Vec<crate::config::FieldRuleConfig>,
+    pub fields: Vec<super::config::FieldRuleConfig>,
     /// Caps on kept assets per kind.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub max_per_kind: BTreeMap<String, u64>,
     /// What a secret found by the outbound scan does (`fail` or `quarantine`).
     #[serde(default)]
-    pub on_secret: crate::config::OnSecret,
+    pub on_secret: super::config::OnSecret,
     /// Include and exclude patterns that matched no emitted asset's name (or an ancestor's),
     /// as ``filters.exclude: `pattern` ``: a typo, or a source that changed.
     #[serde(default)]

@@ -6,6 +6,7 @@
 //! so nothing reaches the output that the host has not checked.
 
 pub mod asset;
+pub mod config;
 pub mod fields;
 pub mod filter;
 pub mod manifest;
@@ -18,10 +19,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::OnSecret;
 use crate::runtime::limits::{LimitExceeded, Limits};
 use crate::state::RunAudit;
 use asset::{is_invisible_format, qualified_name, AssetKind};
+use config::OnSecret;
 use fields::{FieldCounts, HashKeys};
 use filter::{FilterPolicy, PatternMatches};
 use manifest::ConfusableName;
@@ -528,8 +529,8 @@ fn validate_path(kind: AssetKind, path: &[String]) -> Result<(), PipelineError> 
 
 #[cfg(test)]
 mod tests {
+    use super::config::{FilterConfig, OnSecret};
     use super::*;
-    use crate::config::{FilterConfig, OnSecret};
 
     fn asset(kind: AssetKind, path: &str, attrs: &str) -> EmittedAsset {
         EmittedAsset {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::SinkConfig;
+use super::SinkConfig;
 use crate::pipeline::manifest::Manifest;
 use crate::pipeline::scan::OutboundScanner;
 use crate::pipeline::spool::{open_spooled, SpoolKey};
