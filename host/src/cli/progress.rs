@@ -50,6 +50,10 @@ impl RunObserver for TerminalProgress {
         self.bar.set_position(done);
     }
 
+    fn kept_log(&self, place: &str) {
+        self.bar.println(format!("the failed run's log: {place}"));
+    }
+
     fn plugin_log(&self, level: LogLevel, message: &str) {
         if level >= LogLevel::Info {
             self.bar
@@ -86,6 +90,11 @@ impl RunObserver for PlainProgress {
                 }
             );
         }
+    }
+
+    fn kept_log(&self, place: &str) {
+        // On stderr even under --json: stdout carries only the JSON status.
+        eprintln!("the failed run's log: {place}");
     }
 
     fn progress(&self, done: u64, total: Option<u64>) {

@@ -45,6 +45,10 @@ pub struct Manifest {
     pub secrets_withheld: u64,
     /// Non-fatal problems reported by the plugin or the pipeline.
     pub warnings: Vec<String>,
+    /// The run's own log (`run-log.jsonl`, kind `log`): start, connections and their outcome,
+    /// counts, warnings and denials, redacted and scanned like every asset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<SpooledFile>,
 }
 
 /// The plugin that ran.
@@ -129,6 +133,11 @@ pub struct Timings {
 }
 
 impl Manifest {
+    /// Every file of the run beside the manifest: the asset files, then the log.
+    pub fn all_files(&self) -> impl Iterator<Item = &SpooledFile> {
+        self.files.iter().chain(self.log.iter())
+    }
+
     /// Sums the per-kind counts.
     pub fn sum_counts(counts: &BTreeMap<String, KindCounts>) -> KindCounts {
         counts.values().fold(KindCounts::default(), |mut acc, c| {

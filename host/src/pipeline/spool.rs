@@ -121,6 +121,36 @@ impl SpoolWriter {
     }
 }
 
+/// Writes `bytes` as the new file `name` in `dir` (encrypted under `key` when given), synced,
+/// and describes it as `kind` with `records` lines; the hash is of the plain bytes, as for
+/// every spooled file.
+pub fn write_whole(
+    dir: &Path,
+    name: &str,
+    kind: &str,
+    records: u64,
+    bytes: &[u8],
+    key: Option<&SpoolKey>,
+) -> std::io::Result<SpooledFile> {
+    let file = File::options()
+        .write(true)
+        .create_new(true)
+        .open(dir.join(name))?;
+    let mut out = match key {
+        None => SpoolOut::Plain(BufWriter::new(file)),
+        Some(key) => SpoolOut::Sealed(Box::new(SealingWriter::new(file, key, name)?)),
+    };
+    out.write_all(bytes)?;
+    out.finish()?.sync_all()?;
+    Ok(SpooledFile {
+        path: name.to_string(),
+        kind: kind.to_string(),
+        records,
+        bytes: bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(bytes)),
+    })
+}
+
 /// Where one kind's lines go: a plain file, or an encrypting stream.
 enum SpoolOut {
     Plain(BufWriter<File>),

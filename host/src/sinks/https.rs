@@ -550,6 +550,28 @@ impl ObjectTarget for HttpsTarget<'_> {
         };
         self.put_body(&object, &body).await
     }
+
+    async fn put_failed_log(&self, run_id: &str, log: &[u8]) -> Result<String, SinkError> {
+        use sha2::Digest;
+        let mut url = self.base.clone();
+        let name = format!("{run_id}.jsonl");
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(["failed", &name]);
+        }
+        let sha256 = hex::encode(sha2::Sha256::digest(log));
+        let bytes = bytes::Bytes::copy_from_slice(log);
+        let body = || Ok(reqwest::Body::from(bytes.clone()));
+        let object = Outgoing {
+            url: &url,
+            run_id,
+            what: &name,
+            content_type: "application/x-ndjson",
+            bytes: log.len() as u64,
+            sha256: &sha256,
+        };
+        self.put_body(&object, &body).await?;
+        Ok(url.to_string())
+    }
 }
 
 /// Resolves the sink credential `guid` named by `sink.{field}` for `destination`.

@@ -69,6 +69,10 @@ pub trait ObjectTarget: Send + Sync {
     /// Puts the manifest of `run_id`, the commit marker; called only once every file is
     /// confirmed. A [`SinkError::Store`] is retried.
     async fn commit(&self, run_id: &str, manifest: &[u8]) -> Result<(), SinkError>;
+
+    /// Puts the log of the failed run `run_id` beside the runs (`failed/<run-id>.jsonl`), never
+    /// inside one; returns where it went.
+    async fn put_failed_log(&self, run_id: &str, log: &[u8]) -> Result<String, SinkError>;
 }
 
 /// One file of a sealed spool, as the manifest lists it. The only reader of spooled bytes.
@@ -439,7 +443,7 @@ pub async fn upload_sealed(
         skipped: Vec::new(),
         manifest: manifest.clone(),
     };
-    for file in &manifest.files {
+    for file in manifest.all_files() {
         if file.path.contains('/') || file.path == MANIFEST {
             return Err(SinkError::Spool(format!(
                 "the manifest names an unexpected file `{}`",
@@ -561,6 +565,13 @@ impl<'a> RemoteSink<'a> {
             self.fail_after_files,
         )
         .await
+    }
+}
+
+impl RemoteSink<'_> {
+    /// Puts the log of the failed run `run_id` beside the runs, with the sink's retries.
+    pub async fn put_failed_log(&self, run_id: &str, log: &[u8]) -> Result<String, SinkError> {
+        with_retries(self.retries, || self.target.put_failed_log(run_id, log)).await
     }
 }
 

@@ -411,6 +411,16 @@ impl ObjectTarget for S3Target {
         let key = self.path(run_id, MANIFEST);
         self.put_small(&key, manifest.to_vec()).await.map(|_| ())
     }
+
+    async fn put_failed_log(&self, run_id: &str, log: &[u8]) -> Result<String, SinkError> {
+        let key = ObjectPath::from(object_key(
+            &self.cfg.prefix,
+            "failed",
+            &format!("{run_id}.jsonl"),
+        ));
+        self.put_small(&key, log.to_vec()).await?;
+        Ok(format!("s3://{}/{key}", self.cfg.bucket))
+    }
 }
 
 fn store_error(e: object_store::Error) -> SinkError {

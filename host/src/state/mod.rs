@@ -627,6 +627,12 @@ fn count_event(action: &str, outcome: &str) {
     }
 }
 
+/// Sees every audit entry a run writes, after redaction (the run's own log is one).
+pub trait AuditTap: Send + Sync {
+    /// One entry, exactly as it goes to the audit log.
+    fn audited(&self, entry: &AuditEntry);
+}
+
 /// The audit context of one run: every entry it writes carries the run, the workflow and the
 /// plugin digest. Without a state store (ad-hoc runs without credentials) it writes to the log.
 #[derive(Clone)]
@@ -635,6 +641,7 @@ pub struct RunAudit {
     run_id: String,
     workflow_id: Option<String>,
     plugin_sha256: Option<String>,
+    tap: Option<std::sync::Arc<dyn AuditTap>>,
 }
 
 impl std::fmt::Debug for RunAudit {
@@ -659,7 +666,14 @@ impl RunAudit {
             run_id: run_id.to_string(),
             workflow_id: workflow_id.map(str::to_string),
             plugin_sha256: plugin_sha256.map(str::to_string),
+            tap: None,
         }
+    }
+
+    /// This context, also handing every entry to `tap`.
+    pub fn with_tap(mut self, tap: std::sync::Arc<dyn AuditTap>) -> Self {
+        self.tap = Some(tap);
+        self
     }
 
     /// Records one event. `detail` passes through the redactor first.
@@ -688,6 +702,9 @@ impl RunAudit {
             outcome: outcome.to_string(),
             detail,
         };
+        if let Some(tap) = &self.tap {
+            tap.audited(&entry);
+        }
         match &self.state {
             Some(state) => {
                 if let Err(e) = state.audit(&entry) {
