@@ -99,9 +99,31 @@ impl Workspace {
             Ok(rd) => rd
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                // Failed runs' logs sit beside the runs, in `failed/`: see `failed_logs`.
+                .filter(|n| n != "failed")
                 .collect(),
             Err(_) => Vec::new(),
         }
+    }
+
+    /// The logs failed runs left beside the runs (`out/failed/<run-id>.jsonl`), as text; each
+    /// is JSON Lines that starts with `run-started` and ends with `run-failed`.
+    pub fn failed_logs(&self) -> Vec<String> {
+        let Ok(rd) = std::fs::read_dir(self.out().join("failed")) else {
+            return Vec::new();
+        };
+        rd.filter_map(|e| e.ok())
+            .map(|e| {
+                let text = std::fs::read_to_string(e.path()).expect("failed log readable");
+                let events: Vec<serde_json::Value> = text
+                    .lines()
+                    .map(|l| serde_json::from_str(l).expect("log line is JSON"))
+                    .collect();
+                assert_eq!(events.first().unwrap()["event"], "run-started", "{text}");
+                assert_eq!(events.last().unwrap()["event"], "run-failed", "{text}");
+                text
+            })
+            .collect()
     }
 }
 
@@ -128,6 +150,20 @@ pub fn read_jsonl(run_dir: &Path, kind: &str) -> Vec<serde_json::Value> {
     }
 }
 
+/// Every file a published manifest lists: the asset files, then the run's log (which every
+/// complete run publishes: its first event is `run-started`).
+pub fn listed_files(manifest: &serde_json::Value) -> Vec<serde_json::Value> {
+    let mut files = manifest["files"].as_array().expect("files array").clone();
+    let log = &manifest["log"];
+    assert_eq!(
+        log["path"], "run-log.jsonl",
+        "a complete run lists its log: {manifest}"
+    );
+    assert_eq!(log["kind"], "log");
+    files.push(log.clone());
+    files
+}
+
 /// Checks a published run directory: every file's line count and SHA-256 match the manifest,
 /// every file is listed, and manifest counts equal the lines. Returns the manifest.
 pub fn verify_run_dir(run_dir: &Path) -> serde_json::Value {
@@ -137,9 +173,9 @@ pub fn verify_run_dir(run_dir: &Path) -> serde_json::Value {
     )
     .expect("manifest is JSON");
     assert_eq!(manifest["status"], "complete");
-    let files = manifest["files"].as_array().expect("files array");
+    let files = listed_files(&manifest);
     let mut listed = vec!["manifest.json".to_string()];
-    for f in files {
+    for f in &files {
         let name = f["path"].as_str().expect("path");
         listed.push(name.to_string());
         let bytes = std::fs::read(run_dir.join(name)).expect("listed file exists");
@@ -156,6 +192,12 @@ pub fn verify_run_dir(run_dir: &Path) -> serde_json::Value {
         let lines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
         assert_eq!(lines, f["records"].as_u64().unwrap(), "{name} records");
         let kind = f["kind"].as_str().unwrap();
+        if kind == "log" {
+            let first = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+            let first: serde_json::Value = serde_json::from_slice(first).expect("log line is JSON");
+            assert_eq!(first["event"], "run-started", "{name}");
+            continue;
+        }
         assert_eq!(
             manifest["counts"][kind]["kept"].as_u64().unwrap(),
             lines,

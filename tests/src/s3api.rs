@@ -116,9 +116,7 @@ impl S3Api {
         let base = format!("{prefix}/{run_id}/");
         let (bytes, _) = self.get_object(&format!("{base}manifest.json")).await;
         let manifest: serde_json::Value = serde_json::from_slice(&bytes).expect("manifest is JSON");
-        let objects = manifest["files"]
-            .as_array()
-            .expect("files")
+        let objects = crate::listed_files(&manifest)
             .iter()
             .map(|f| f["path"].as_str().unwrap().to_string())
             .collect::<Vec<_>>();
@@ -140,7 +138,7 @@ impl S3Api {
 pub fn verify_run_objects(manifest: &serde_json::Value, run_id: &str, objects: &[Vec<u8>]) {
     assert_eq!(manifest["status"], "complete");
     assert_eq!(manifest["run_id"], run_id);
-    let files = manifest["files"].as_array().expect("files");
+    let files = crate::listed_files(manifest);
     assert_eq!(files.len(), objects.len());
     for (f, body) in files.iter().zip(objects) {
         let name = f["path"].as_str().unwrap();

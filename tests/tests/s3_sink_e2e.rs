@@ -158,7 +158,7 @@ async fn an_interrupted_upload_has_no_manifest_and_resume_finishes_it() {
         &std::fs::read(spool_root(&ws).join(&run_id).join("manifest.json")).unwrap(),
     )
     .unwrap();
-    let files = sealed["files"].as_array().unwrap().len();
+    let files = airlock_tests::listed_files(&sealed).len();
     assert!(files > 2, "{files}");
 
     let out = airlock(&ws, &["upload", "--resume", &run_id, "--json"]);
@@ -235,7 +235,19 @@ async fn a_run_that_fails_before_upload_leaves_nothing_to_resume() {
         .await
         .expect_err("the run fails");
     assert!(ws.spool_entries().is_empty(), "{:?}", ws.spool_entries());
-    assert!(api.list_keys(PREFIX).await.is_empty());
+    // Only the failed run's log went up, beside the runs, never inside one.
+    let keys = api.list_keys(PREFIX).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(
+        keys[0].starts_with(&format!("{PREFIX}/failed/")) && keys[0].ends_with(".jsonl"),
+        "{keys:?}"
+    );
+    let (log, _) = api.get_object(&keys[0]).await;
+    let log = String::from_utf8(log).unwrap();
+    assert!(
+        log.lines().last().unwrap().contains("\"run-failed\""),
+        "{log}"
+    );
     let out = airlock(
         &ws,
         &["upload", "--resume", "0190a1b2-0000-7000-8000-000000000000"],

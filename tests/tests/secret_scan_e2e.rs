@@ -160,6 +160,9 @@ async fn a_resolved_secret_the_plugin_was_given_is_quarantined_and_fails_the_run
             "{name}: {message}"
         );
         assert!(!leaked(&message), "{message}");
+        let logs = ws.failed_logs();
+        assert!(!logs.is_empty(), "{name}: the failed run left its log");
+        assert!(logs.iter().all(|l| !leaked(l)), "{name}: {logs:?}");
         assert_eq!(
             ws.out_entries(),
             vec![clean_run.to_string_lossy().into_owned()],

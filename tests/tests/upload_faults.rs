@@ -124,9 +124,7 @@ impl Server {
                 .1,
         )
         .expect("manifest is JSON");
-        let files: Vec<String> = manifest["files"]
-            .as_array()
-            .unwrap()
+        let files: Vec<String> = airlock_tests::listed_files(&manifest)
             .iter()
             .map(|f| f["path"].as_str().unwrap().to_string())
             .collect();

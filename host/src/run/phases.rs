@@ -110,7 +110,7 @@ pub(super) async fn run_inner(
             "run-failed",
             serde_json::json!({ "kind": e.kind(), "error": e.to_string() }),
         );
-        keep_failed_log(ctx, remote.as_ref()).await;
+        keep_failed_log(ctx, e, remote.as_ref()).await;
     }
     result
 }
@@ -591,8 +591,9 @@ fn sink_kind(sink: &SinkConfig) -> &'static str {
 /// owner-only, everything the audit log has), and, for a publishing run, beside the sink's
 /// runs (`<sink.dir>/failed/<run-id>.jsonl`, or `failed/<run-id>.jsonl` under a remote sink's
 /// prefix, when its credentials were resolved), never inside them. Where it was kept is told
-/// to the observer. Keeping the log never changes the run's error.
-async fn keep_failed_log(ctx: &RunContext<'_>, remote: Option<&RemoteSink<'_>>) {
+/// to the observer. A run whose upload failed keeps it locally only: the sink just refused or
+/// did not answer. Keeping the log never changes the run's error.
+async fn keep_failed_log(ctx: &RunContext<'_>, error: &RunError, remote: Option<&RemoteSink<'_>>) {
     let name = format!("{}.jsonl", ctx.run_id);
     if let Some(home) = ctx.home {
         let path = home_log_path(home, &ctx.run_id);
@@ -622,6 +623,7 @@ async fn keep_failed_log(ctx: &RunContext<'_>, remote: Option<&RemoteSink<'_>>) 
                 ),
             }
         }
+        (_, Some(_)) if matches!(error, RunError::Upload(_)) => {}
         (_, Some(remote)) => match remote.put_failed_log(&ctx.run_id, &public).await {
             Ok(url) => ctx.observer.kept_log(&url),
             Err(e) => tracing::warn!("cannot upload the failed run's log: {e}"),
