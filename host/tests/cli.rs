@@ -36,11 +36,13 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The runs in a sink directory (a failed run's log sits beside them in `failed/`).
 fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "failed")
                 .collect()
         })
         .unwrap_or_default()
@@ -154,6 +156,22 @@ fn missing_database_fails_the_run_and_publishes_nothing() {
     assert_eq!(summary["status"], "failed");
     assert_eq!(summary["error"]["kind"], "plugin-error");
     assert!(entries(&tmp.path().join("out")).is_empty());
+    // The failed run's log is kept beside the runs, and the CLI says where.
+    let logs: Vec<_> = std::fs::read_dir(tmp.path().join("out/failed"))
+        .expect("failed/ holds the run's log")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let log = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(
+        log.lines().last().unwrap().contains("\"run-failed\""),
+        "{log}"
+    );
+    assert!(log.contains("missing.db"), "{log}");
+    assert!(
+        e.contains(&format!("the failed run's log: {}", logs[0].display())),
+        "{e}"
+    );
 }
 
 #[test]
