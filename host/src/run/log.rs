@@ -32,8 +32,11 @@ const MAX_VALUE_CHARS: usize = 2048;
 /// Who reads a rendering of the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Audience {
-    /// It leaves the host with the run (published, or beside the sink's runs): credential
-    /// GUIDs are left out.
+    /// It leaves the host with the run (published, or beside the sink's runs). Only what the
+    /// operator configured or the host decided goes out: credential GUIDs, audit details, the
+    /// destinations of refused requests and the error message are left out, because a plugin
+    /// chooses those strings (a refused statement's relation, a denied host, its own error) and
+    /// the log must not carry around the filters what they keep out.
     Public,
     /// It stays in the home, readable by the operator only: everything the audit log has.
     Operator,
@@ -113,10 +116,9 @@ impl RunLog {
             let mut line = Map::new();
             line.insert("at".into(), Value::String(at.clone()));
             for (k, v) in fields {
-                if audience == Audience::Public && k == "credential" {
-                    continue;
+                if audience == Audience::Operator || goes_out(fields, k) {
+                    line.insert(k.clone(), v.clone());
                 }
-                line.insert(k.clone(), v.clone());
             }
             let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
             if let Some(encoding) = scanner.and_then(|s| s.find(&bytes)) {
@@ -156,6 +158,22 @@ impl AuditTap for RunLog {
                 "detail": entry.detail,
             }),
         );
+    }
+}
+
+/// Whether field `key` of an event goes into the public rendering (see [`Audience::Public`]).
+fn goes_out(fields: &Map<String, Value>, key: &str) -> bool {
+    let event = fields
+        .get("event")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match (event, key) {
+        (_, "credential") => false,
+        ("audit", "detail") => false,
+        // An allowed destination is the operator's; a refused one may be the plugin's.
+        ("audit", "destination") => fields.get("outcome").and_then(Value::as_str) == Some("ok"),
+        ("run-failed", "error") => false,
+        _ => true,
     }
 }
 
@@ -234,9 +252,35 @@ mod tests {
         assert_eq!(public[1]["action"], "login");
         assert_eq!(public[1]["destination"], "db:5432");
         assert!(public[1].get("credential").is_none());
-        assert!(public[1].get("detail").is_none(), "nulls are left out");
+        log.audited(&AuditEntry {
+            at: String::new(),
+            run_id: None,
+            workflow_id: None,
+            plugin_sha256: None,
+            credential: None,
+            destination: Some("exfil.plugin-chosen.example:443".into()),
+            action: "network".into(),
+            outcome: "denied".into(),
+            detail: Some("GET /plugin-chosen-path".into()),
+        });
+        log.event(
+            "run-failed",
+            serde_json::json!({"kind": "plugin-error", "error": "plugin text"}),
+        );
+        let text = String::from_utf8(log.render(Audience::Public, None)).unwrap();
+        for plugin_chosen in [
+            "exfil.plugin",
+            "plugin-chosen-path",
+            "plugin text",
+            "guid-1",
+        ] {
+            assert!(!text.contains(plugin_chosen), "{plugin_chosen} in {text}");
+        }
+        assert!(text.contains("\"plugin-error\""), "{text}");
         let operator = lines(&log.render(Audience::Operator, None));
         assert_eq!(operator[1]["credential"], "guid-1");
+        assert_eq!(operator[2]["detail"], "GET /plugin-chosen-path");
+        assert_eq!(operator[3]["error"], "plugin text");
     }
 
     #[test]
