@@ -389,8 +389,8 @@ async fn oauth2_tokens_are_refreshed_on_401() {
     );
     let out = std::fs::read_dir(ws.out())
         .unwrap()
-        .next()
-        .unwrap()
+        .flatten()
+        .find(|e| e.file_name() != "failed")
         .unwrap()
         .path();
     let probe = read_jsonl(&out, "database");
