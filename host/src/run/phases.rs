@@ -595,18 +595,18 @@ fn sink_kind(sink: &SinkConfig) -> &'static str {
 /// did not answer. Keeping the log never changes the run's error.
 async fn keep_failed_log(ctx: &RunContext<'_>, error: &RunError, remote: Option<&RemoteSink<'_>>) {
     let name = format!("{}.jsonl", ctx.run_id);
+    let keep_at = |path: &std::path::Path, bytes: &[u8]| match write_private(path, bytes) {
+        Ok(()) => ctx.observer.kept_log(&path.display().to_string()),
+        Err(e) => tracing::warn!(
+            "cannot keep the failed run's log at {}: {e}",
+            path.display()
+        ),
+    };
     if let Some(home) = ctx.home {
-        let path = home_log_path(home, &ctx.run_id);
-        match write_private(
-            &path,
+        keep_at(
+            &home_log_path(home, &ctx.run_id),
             &ctx.log.render(Audience::Operator, Some(&ctx.scanner)),
-        ) {
-            Ok(()) => ctx.observer.kept_log(&path.display().to_string()),
-            Err(e) => tracing::warn!(
-                "cannot keep the failed run's log at {}: {e}",
-                path.display()
-            ),
-        }
+        );
     }
     if !matches!(ctx.mode, Mode::Publish) {
         return;
@@ -614,14 +614,7 @@ async fn keep_failed_log(ctx: &RunContext<'_>, error: &RunError, remote: Option<
     let public = ctx.log.render(Audience::Public, Some(&ctx.scanner));
     match (&ctx.cfg.config.sink, remote) {
         (SinkConfig::Local { dir, .. }, _) => {
-            let path = ctx.cfg.resolve(dir).join("failed").join(&name);
-            match write_private(&path, &public) {
-                Ok(()) => ctx.observer.kept_log(&path.display().to_string()),
-                Err(e) => tracing::warn!(
-                    "cannot write the failed run's log to {}: {e}",
-                    path.display()
-                ),
-            }
+            keep_at(&ctx.cfg.resolve(dir).join("failed").join(&name), &public)
         }
         (_, Some(_)) if matches!(error, RunError::Upload(_)) => {}
         (_, Some(remote)) => match remote.put_failed_log(&ctx.run_id, &public).await {
