@@ -367,6 +367,145 @@ async fn a_warning_about_a_filtered_out_asset_is_withheld() {
     assert_host_healthy(&rt).await;
 }
 
+/// The table the `smuggle-names` cases try to carry around the filters, in both spellings the
+/// plugin uses (the host name swaps `_` for `-`); matched without regard to case.
+const SMUGGLED: &str = "secret_payroll_q3";
+
+fn mentions_smuggled(text: &str) -> bool {
+    let text = text.to_lowercase();
+    text.contains("payroll_q3") || text.contains("payroll-q3")
+}
+
+/// Runs `smuggle-names` (with `fail = true` if `fail`) on a workflow that excludes
+/// `db.main.secret_*`, and checks that the run's audit trail — the operator's — did see the
+/// name, both in the refused statement and in the denied destination, so that a log free of
+/// it means the log withheld it and not that the attempts never happened.
+async fn smuggle(
+    fail: bool,
+) -> (
+    Workspace,
+    Home,
+    Result<airlock::run::RunReport, airlock::run::RunError>,
+) {
+    let rt = runtime();
+    let ws = Workspace::new();
+    rusqlite::Connection::open(ws.path().join("db.sqlite"))
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TABLE keep_t (x INTEGER); CREATE TABLE {SMUGGLED} (salary INTEGER);"
+        ))
+        .unwrap();
+    let home = Home::new(ws.path());
+    let cfg = suite_config(
+        &ws,
+        "database = \"db.sqlite\"",
+        &format!(
+            "mode = \"smuggle-names\"\ndriver = \"sqlite\"\nname = \"{SMUGGLED}\"\nfail = {fail}"
+        ),
+        "[filters]\nexclude = [\"db.main.secret_*\"]\n",
+    );
+    let (result, _) = run_observed(&rt, &cfg, Some(&home)).await;
+    let audit = home.inner().state().audit_entries(None, None).unwrap();
+    let seen = |action: &str| {
+        audit.iter().any(|e| {
+            e.action == action
+                && mentions_smuggled(&format!(
+                    "{} {}",
+                    e.destination.as_deref().unwrap_or_default(),
+                    e.detail.as_deref().unwrap_or_default()
+                ))
+        })
+    };
+    assert!(
+        seen("sql-refused"),
+        "the refused statement is audited with its relation: {audit:?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.outcome == "denied" && mentions_smuggled(&format!("{e:?}"))),
+        "the denied request is audited with its host: {audit:?}"
+    );
+    assert_host_healthy(&rt).await;
+    (ws, home, result)
+}
+
+#[tokio::test]
+async fn names_the_filters_exclude_do_not_leave_in_a_complete_runs_log() {
+    let mut case = Case::new(
+        "names_the_filters_exclude_do_not_leave_in_a_complete_runs_log",
+        file!(),
+        "puts an excluded table's name into a refused SQL statement, a denied HTTP destination \
+         and a warning, emits the table, then finishes",
+        "the run completes; its published log records the refusal and the denial without the \
+         name, and no published file names the table (the home's audit keeps it)",
+    );
+    let (_ws, _home, result) = smuggle(false).await;
+    let report = result.expect("the run completes");
+    let manifest = verify_run_dir(&report.output_dir);
+    let log = std::fs::read_to_string(report.output_dir.join("run-log.jsonl")).unwrap();
+    let actions: Vec<String> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "audit")
+        .map(|e| format!("{} {}", e["action"], e["outcome"]))
+        .collect();
+    case.actual(format!(
+        "completed; {} warnings in the manifest; log audit events {actions:?}",
+        manifest["warnings"].as_array().map_or(0, Vec::len)
+    ));
+    assert!(
+        actions.iter().any(|a| a.contains("sql-refused")),
+        "the published log records that a statement was refused: {log}"
+    );
+    assert!(
+        actions.iter().any(|a| a.contains("denied")),
+        "the published log records that a request was denied: {log}"
+    );
+    for f in airlock_tests::all_files(&report.output_dir) {
+        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
+        assert!(
+            !mentions_smuggled(&text),
+            "{} names the excluded table:\n{text}",
+            f.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn names_the_filters_exclude_do_not_leave_in_a_failed_runs_log() {
+    let mut case = Case::new(
+        "names_the_filters_exclude_do_not_leave_in_a_failed_runs_log",
+        file!(),
+        "puts an excluded table's name into a refused SQL statement, a denied HTTP destination, \
+         a warning and its own error, then fails",
+        "source error; nothing published; the log beside the runs (failed/) ends with \
+         run-failed and never names the table; the home's copy keeps it for the operator",
+    );
+    let (ws, home, result) = smuggle(true).await;
+    let err = result.expect_err("the plugin fails");
+    case.failed(&err);
+    assert_eq!(err.kind(), "plugin-error", "{err}");
+    assert_nothing_published(&ws);
+    let failed = ws.failed_logs();
+    assert_eq!(failed.len(), 1, "one failed run's log beside the runs");
+    assert!(
+        !mentions_smuggled(&failed[0]),
+        "the failed log beside the runs names the excluded table:\n{}",
+        failed[0]
+    );
+    let kept: Vec<String> = airlock_tests::all_files(&home.inner().dir().join("logs"))
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(kept.len(), 1, "the home keeps the failed run's log");
+    assert!(
+        mentions_smuggled(&kept[0]),
+        "the operator's copy keeps the plugin's error and the refusals:\n{}",
+        kept[0]
+    );
+}
+
 #[tokio::test]
 async fn a_warning_flood_is_capped_in_number_and_bytes() {
     let mut case = Case::new(

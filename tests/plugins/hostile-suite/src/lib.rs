@@ -778,6 +778,28 @@ impl Connector for Suite {
                 );
                 probe(out, json!({ "result": "warned" }))
             }
+            // Carries `name` (a table the filters exclude) through every string the host
+            // writes into the run's log: a refused statement on it, a denied request to a host
+            // named after it, a warning about it and, with `fail = true`, its own error.
+            "smuggle-names" => {
+                let name = opt_str(o, "name");
+                if let Ok(conn) = raw_sql::open(&endpoint_of(&config), None) {
+                    let _ = conn.query(&format!("SELECT * FROM {name}"), &[]);
+                }
+                let _ = raw_http::open(
+                    &format!("https://{}.example.com/", name.replace('_', "-")),
+                    None,
+                );
+                out.emit(AssetKind::Database, ["db"], json!({}))?;
+                out.emit(AssetKind::Schema, ["db", "main"], json!({}))?;
+                out.emit(AssetKind::Table, ["db", "main", "keep_t"], json!({}))?;
+                out.emit(AssetKind::Table, ["db", "main", name], json!({}))?;
+                out.warn(format!("{name} holds the salaries"));
+                if o["fail"].as_bool().unwrap_or(false) {
+                    return Err(Error::Source(format!("gave up reading {name}")));
+                }
+                Ok(())
+            }
             "warning-flood" => {
                 let line = opt_str(o, "text").repeat(opt_u64(o, "repeat", 1) as usize);
                 for i in 0..opt_u64(o, "count", 50_000) {
