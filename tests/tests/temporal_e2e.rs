@@ -337,6 +337,15 @@ fn a_trigger_runs_the_stored_workflow_once_and_metrics_count_it() {
         1.0,
         "{metrics}"
     );
+    // ... and by its backend, the embedded vault.
+    assert_eq!(
+        sample(
+            &metrics,
+            "airlock_secret_resolutions_total{backend=\"embedded\",outcome=\"ok\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
     assert!(!metrics.contains(&key), "no GUID in the metrics");
 
     // The canary (the hash key the run resolved) is in no Temporal payload or history.

@@ -62,9 +62,11 @@ pub struct SecretStores {
 }
 
 impl SecretStores {
-    /// Registers a backend under its name.
+    /// Registers a backend under its name. Its resolutions are counted (see
+    /// [`resolution_counts`]).
     pub fn register(&mut self, store: Arc<dyn SecretStore>) {
-        self.stores.insert(store.backend(), store);
+        self.stores
+            .insert(store.backend(), Arc::new(Counted { inner: store }));
     }
 
     /// The backend called `name`.
@@ -80,6 +82,53 @@ impl SecretStores {
     /// The names of the configured backends.
     pub fn names(&self) -> Vec<&'static str> {
         self.stores.keys().copied().collect()
+    }
+}
+
+/// Secret resolutions in this process by backend and outcome (`ok`, `not-found`, `denied`,
+/// `unavailable`, `invalid`), for the worker's `/metrics`. Only counts: never a locator.
+pub fn resolution_counts() -> Vec<((&'static str, &'static str), u64)> {
+    RESOLUTIONS
+        .lock()
+        .map(|m| m.iter().map(|(k, v)| (*k, *v)).collect())
+        .unwrap_or_default()
+}
+
+type Counts = BTreeMap<(&'static str, &'static str), u64>;
+static RESOLUTIONS: std::sync::Mutex<Counts> = std::sync::Mutex::new(BTreeMap::new());
+
+/// A backend whose resolutions are counted in [`resolution_counts`].
+struct Counted {
+    inner: Arc<dyn SecretStore>,
+}
+
+#[async_trait::async_trait]
+impl SecretStore for Counted {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    async fn resolve(&self, locator: &str) -> Result<SecretString, SecretStoreError> {
+        let result = self.inner.resolve(locator).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(SecretStoreError::NotFound(_)) => "not-found",
+            Err(SecretStoreError::Denied(_)) => "denied",
+            Err(SecretStoreError::Unavailable(_)) => "unavailable",
+            Err(SecretStoreError::Invalid(_)) => "invalid",
+        };
+        if let Ok(mut m) = RESOLUTIONS.lock() {
+            *m.entry((self.inner.backend(), outcome)).or_insert(0) += 1;
+        }
+        result
+    }
+
+    fn check_locator(&self, locator: &str) -> Result<(), SecretStoreError> {
+        self.inner.check_locator(locator)
+    }
+
+    fn invalidate(&self, locator: &str) {
+        self.inner.invalidate(locator)
     }
 }
 

@@ -27,6 +27,12 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResolutionLabel {
+    backend: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AuditLabel {
     action: String,
     outcome: String,
@@ -44,6 +50,7 @@ pub struct Metrics {
     plugin_memory: Histogram,
     plugin_cpu: Histogram,
     audit: Family<AuditLabel, Counter>,
+    resolutions: Family<ResolutionLabel, Counter>,
     slots_in_use: Gauge<i64, AtomicI64>,
     slots: Gauge<i64, AtomicI64>,
 }
@@ -64,6 +71,7 @@ impl Metrics {
         );
         let plugin_cpu = Histogram::new([0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 1800.0]);
         let audit = Family::<AuditLabel, Counter>::default();
+        let resolutions = Family::<ResolutionLabel, Counter>::default();
         let slots_in_use = Gauge::<i64, AtomicI64>::default();
         let slots_gauge = Gauge::<i64, AtomicI64>::default();
         slots_gauge.set(slots as i64);
@@ -115,6 +123,12 @@ impl Metrics {
             audit.clone(),
         );
         registry.register(
+            "secret_resolutions",
+            "Secrets read from their backend for this worker's runs and its own client \
+             certificate, by backend and outcome (ok, not-found, denied, unavailable, invalid)",
+            resolutions.clone(),
+        );
+        registry.register(
             "worker_slots_in_use",
             "Runs in progress on this worker",
             slots_in_use.clone(),
@@ -135,6 +149,7 @@ impl Metrics {
             plugin_memory,
             plugin_cpu,
             audit,
+            resolutions,
             slots_in_use,
             slots: slots_gauge,
         }
@@ -180,6 +195,16 @@ impl Metrics {
     pub fn encode(&self) -> String {
         for ((action, outcome), n) in crate::state::audit_event_counts() {
             let counter = self.audit.get_or_create(&AuditLabel { action, outcome });
+            let seen = counter.get();
+            if n > seen {
+                counter.inc_by(n - seen);
+            }
+        }
+        for ((backend, outcome), n) in crate::secrets::resolution_counts() {
+            let counter = self.resolutions.get_or_create(&ResolutionLabel {
+                backend: backend.to_string(),
+                outcome: outcome.to_string(),
+            });
             let seen = counter.get();
             if n > seen {
                 counter.inc_by(n - seen);
