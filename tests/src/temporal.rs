@@ -115,3 +115,82 @@ impl Drop for TemporalDev {
         self.stop();
     }
 }
+
+/// A TLS front for a dev server (which speaks only plain gRPC): it terminates TLS on
+/// 127.0.0.1 with `pki`'s server certificate, requires a client certificate signed by
+/// `pki.client_ca_pem`, and forwards the bytes to the server. It counts the handshakes it
+/// refused. Stopped on drop.
+pub struct TlsFront {
+    /// `127.0.0.1:<port>`.
+    pub address: String,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TlsFront {
+    /// Starts a front for the server at `upstream` (`host:port`).
+    pub fn start(pki: &crate::tenant::Pki, upstream: &str) -> TlsFront {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let acceptor = pki.acceptor(true, b"h2");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let address = listener.local_addr().expect("local address").to_string();
+        let upstream = upstream.to_string();
+        let refused = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = refused.clone();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                loop {
+                    let tcp = tokio::select! {
+                        _ = &mut stopped => return,
+                        accepted = listener.accept() => match accepted {
+                            Ok((tcp, _)) => tcp,
+                            Err(_) => continue,
+                        },
+                    };
+                    let (acceptor, upstream, counted) =
+                        (acceptor.clone(), upstream.clone(), counted.clone());
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(tcp).await else {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        };
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+                        }
+                    });
+                }
+            });
+        });
+        TlsFront {
+            address,
+            refused,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// How many TLS handshakes the front refused (no or an untrusted client certificate, or
+    /// a client that does not trust the server's).
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

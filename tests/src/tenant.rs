@@ -81,6 +81,42 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// A TLS acceptor presenting the server certificate for 127.0.0.1 and offering `alpn`.
+    /// With `require_client_cert` the handshake needs a client certificate signed by
+    /// `client_ca_pem`.
+    pub fn acceptor(&self, require_client_cert: bool, alpn: &[u8]) -> tokio_rustls::TlsAcceptor {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .expect("TLS versions");
+        let builder = if require_client_cert {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(self.client_ca_pem.as_bytes()) {
+                roots.add(c.expect("client CA PEM")).expect("client CA");
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let certs = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("server certificate PEM");
+        let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).expect("key PEM");
+        let mut config = builder
+            .with_single_cert(certs, key)
+            .expect("server certificate");
+        config.alpn_protocols = vec![alpn.to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+}
+
 /// One request the tenant answered.
 #[derive(Debug, Clone)]
 pub struct Logged {
@@ -121,34 +157,7 @@ impl Tenant {
     /// `Authorization: Bearer`. With `require_client_cert` the TLS handshake needs a client
     /// certificate signed by `pki.client_ca_pem`.
     pub async fn start(pki: &Pki, api_key: &str, require_client_cert: bool) -> Tenant {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .expect("TLS versions");
-        let builder = if require_client_cert {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_slice_iter(pki.client_ca_pem.as_bytes()) {
-                roots.add(c.expect("client CA PEM")).expect("client CA");
-            }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            )
-            .build()
-            .expect("client verifier");
-            builder.with_client_cert_verifier(verifier)
-        } else {
-            builder.with_no_client_auth()
-        };
-        let certs = CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .expect("server certificate PEM");
-        let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).expect("key PEM");
-        let mut config = builder
-            .with_single_cert(certs, key)
-            .expect("server certificate");
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = pki.acceptor(require_client_cert, b"http/1.1");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1");

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use airlock_tests::temporal::TemporalDev;
+use airlock_tests::temporal::{TemporalDev, TlsFront};
 use airlock_tests::{airlock_bin, plugin, plugin_dir, workspace_root, Workspace};
 
 /// A secret the hash rule's key holds: it must appear in no Temporal payload or history.
@@ -234,6 +234,116 @@ fn sample(text: &str, name_and_labels: &str) -> f64 {
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {} / {}", text(&out.stdout), text(&out.stderr)))
+}
+
+/// The private key block of a PEM bundle (certificate chain, then key).
+fn key_block(pem: &str) -> &str {
+    &pem[pem
+        .find("-----BEGIN PRIVATE KEY-----")
+        .expect("a key block")..]
+}
+
+#[test]
+fn a_trigger_over_mutual_tls_presents_the_client_certificate_held_in_the_secret_store() {
+    let pki = airlock_tests::tenant::Pki::generate();
+    let front = TlsFront::start(&pki, &server().address());
+    let mut svc = Service::new("tls");
+    let home = airlock_tests::Home::new(svc.ws.path());
+    let cert = home.add_token(&pki.client_pem, &[&front.address]);
+    let stranger = home.add_token(&pki.stranger_pem, &[&front.address]);
+    let elsewhere = home.add_token(&pki.client_pem, &["127.0.0.1:1"]);
+    let ca = svc.ws.path().join("temporal-ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let id = svc.store(&svc.sqlite_config(""));
+    // The worker polls the dev server directly; the triggers go through the TLS front.
+    svc.start_worker();
+    let over_tls = |extra: &[&str]| {
+        let mut args = vec![
+            "trigger",
+            "--workflow",
+            &id,
+            "--wait",
+            "--temporal-address",
+            &front.address,
+        ];
+        args.extend_from_slice(extra);
+        svc.cli(&args)
+    };
+    let ca = ca.to_str().unwrap();
+    let mut outputs = Vec::new();
+
+    // No client certificate, a certificate from a CA the server does not trust, the server's
+    // CA not trusted by the client: each fails, and says it could not connect.
+    for (what, extra) in [
+        ("no client certificate", vec!["--tls-ca", ca]),
+        (
+            "an untrusted client certificate",
+            vec!["--tls-ca", ca, "--tls-client-cert", &stranger],
+        ),
+        (
+            "the server's CA not given",
+            vec!["--tls-client-cert", &cert],
+        ),
+    ] {
+        let refused = front.refused();
+        let out = over_tls(&extra);
+        assert!(!out.status.success(), "{what}: the trigger must fail");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("cannot connect to Temporal") && err.contains("--tls-ca"),
+            "{what}: {err}"
+        );
+        assert!(
+            front.refused() > refused,
+            "{what}: the handshake was refused: {err}"
+        );
+        outputs.push(out);
+    }
+    // A credential not bound to the Temporal address is refused before it is read.
+    let out = over_tls(&["--tls-ca", ca, "--tls-client-cert", &elsewhere]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("may not be used for"),
+        "{}",
+        text(&out.stderr)
+    );
+    outputs.push(out);
+    assert!(svc.published_runs().is_empty(), "nothing ran");
+
+    // With the CA and the client certificate the trigger runs the workflow once.
+    let out = over_tls(&["--tls-ca", ca, "--tls-client-cert", &cert, "--json"]);
+    assert!(
+        out.status.success(),
+        "{} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(json(&out)["trigger"]["outcome"]["already_published"], false);
+    assert_eq!(svc.published_runs().len(), 1, "exactly one complete run");
+    outputs.push(out);
+
+    // The key was resolved from the secret store, audited by GUID, and printed nowhere.
+    let audit = home
+        .inner()
+        .state()
+        .audit_entries(None, Some(&cert))
+        .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "resolve" && e.outcome == "ok"),
+        "{audit:?}"
+    );
+    let key = key_block(&pki.client_pem);
+    let key_line = key.lines().nth(1).expect("a line of the key");
+    for out in &outputs {
+        for stream in [&out.stdout, &out.stderr] {
+            assert!(
+                !text(stream).contains(key_line),
+                "the client key was printed"
+            );
+        }
+    }
 }
 
 #[test]

@@ -142,9 +142,15 @@ pub async fn connect(args: &TemporalArgs, home: Option<&Home>) -> Result<Client,
         options.tls_options = Some(t);
     }
     let connection = Connection::connect(options).await.map_err(|e| {
+        let check = if tls {
+            "check --temporal-address, that the server is up, that --tls-ca holds the CA of \
+             the server's certificate and that the server accepts the --tls-client-cert \
+             certificate"
+        } else {
+            "check --temporal-address and that the server is up (with --tls if it expects TLS)"
+        };
         ServiceError::Temporal(format!(
-            "cannot connect to Temporal at {}: {}; check --temporal-address and that the \
-             server is up",
+            "cannot connect to Temporal at {}: {}; {check}",
             args.temporal_address,
             redacted(&format!("{e:#}"))
         ))
