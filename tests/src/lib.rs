@@ -164,6 +164,14 @@ pub fn listed_files(manifest: &serde_json::Value) -> Vec<serde_json::Value> {
     files
 }
 
+/// The private-key block of a PEM bundle (a certificate chain followed by its key), as a
+/// client-certificate credential's secret holds it.
+pub fn key_block(pem: &str) -> &str {
+    &pem[pem
+        .find("-----BEGIN PRIVATE KEY-----")
+        .expect("a key block")..]
+}
+
 /// Checks a published run directory: every file's line count and SHA-256 match the manifest,
 /// every file is listed, and manifest counts equal the lines. Returns the manifest.
 pub fn verify_run_dir(run_dir: &Path) -> serde_json::Value {

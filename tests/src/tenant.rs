@@ -122,7 +122,7 @@ impl Pki {
 pub struct Logged {
     /// `PUT`, `GET`, ...
     pub method: String,
-    /// The request path (`/api/runs/<run-id>/<file>`).
+    /// The request path (`/api/runs/<run-id>/<file>`, or `/api/failed/<run-id>.jsonl`).
     pub path: String,
     /// The status answered.
     pub status: u16,
@@ -326,7 +326,10 @@ fn answer(request: &Request, state: &Mutex<State>) -> (u16, Vec<(String, String)
     if request.method != "PUT" {
         return (405, Vec::new());
     }
-    if !request.path.starts_with(&format!("{BASE_PATH}/runs/")) {
+    // Runs go under `runs/`; a failed run's log beside them, under `failed/`.
+    if !request.path.starts_with(&format!("{BASE_PATH}/runs/"))
+        && !request.path.starts_with(&format!("{BASE_PATH}/failed/"))
+    {
         return (404, Vec::new());
     }
     let sha = hex::encode(sha2::Sha256::digest(&request.body));

@@ -239,14 +239,6 @@ fn spool_hashes(home: &Home, dir: &Path, run_id: &str) -> BTreeMap<String, Strin
         .collect()
 }
 
-/// The private-key block of a PEM certificate-and-key secret.
-fn key_block(pem: &str) -> &str {
-    let start = pem
-        .find("-----BEGIN PRIVATE KEY-----")
-        .expect("a key block");
-    &pem[start..]
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_goes_up_over_mutual_tls_with_every_sha256_and_the_manifest_last() {
     let env = env().await;
@@ -284,7 +276,45 @@ async fn a_run_goes_up_over_mutual_tls_with_every_sha256_and_the_manifest_last()
     assert!(audit.contains("sink client certificate"), "{audit}");
     assert!(audit.contains(&env.api_guid) && audit.contains(&env.cert_guid));
     env.assert_absent(API_KEY, &[&audit]);
-    env.assert_absent(key_block(&env.pki.client_pem), &[&audit]);
+    env.assert_absent(airlock_tests::key_block(&env.pki.client_pem), &[&audit]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_fails_before_upload_puts_only_its_log_beside_the_runs() {
+    let env = env().await;
+    // The working config (written to airlock.toml) on a database that does not exist: the
+    // plugin fails before anything is sealed.
+    env.config("");
+    let text = std::fs::read_to_string(env.ws.path().join("airlock.toml")).unwrap();
+    let cfg = env.ws.config(&text.replace("shop.db", "missing.db"));
+    let err = run_in(&runtime(), &cfg, &env.home)
+        .await
+        .expect_err("the run fails");
+    assert_eq!(err.kind(), "plugin-error", "{err}");
+    let objects = env.tenant.objects();
+    let keys: Vec<&String> = objects.keys().collect();
+    assert_eq!(keys.len(), 1, "only the failed run's log went up: {keys:?}");
+    assert!(
+        keys[0].starts_with(&format!("{BASE_PATH}/failed/")) && keys[0].ends_with(".jsonl"),
+        "{keys:?}"
+    );
+    let log = String::from_utf8(objects[keys[0]].clone()).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "run-failed", "{log}");
+    assert_eq!(last["kind"], "plugin-error", "{log}");
+    assert!(last.get("error").is_none(), "the message stays home: {log}");
+    assert!(
+        env.tenant
+            .log()
+            .iter()
+            .all(|l| l.status == 201 && l.client_cert),
+        "the log went up authorized, over mutual TLS: {:?}",
+        env.tenant.log()
+    );
+    assert!(env.ws.spool_entries().is_empty());
+    assert!(!log.contains(&env.api_guid) && !log.contains(&env.cert_guid));
+    env.assert_absent(API_KEY, &[&log]);
+    env.assert_absent(airlock_tests::key_block(&env.pki.client_pem), &[&log]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -375,7 +405,10 @@ async fn a_missing_or_untrusted_client_certificate_is_refused() {
     let cert_only = &client_pem[..client_pem.find("-----BEGIN PRIVATE KEY-----").unwrap()];
     let mismatched = add_token(
         &env.home,
-        &format!("{cert_only}{}", key_block(&env.pki.stranger_pem)),
+        &format!(
+            "{cert_only}{}",
+            airlock_tests::key_block(&env.pki.stranger_pem)
+        ),
         &format!("127.0.0.1:{}", env.tenant.port()),
     );
     let cfg = env.config_with(&format!(
@@ -386,7 +419,10 @@ async fn a_missing_or_untrusted_client_certificate_is_refused() {
         .expect_err("a key that does not match the certificate");
     assert_eq!(err.kind(), "credential", "{err}");
     assert!(err.to_string().contains("does not belong"), "{err}");
-    env.assert_absent(key_block(&env.pki.stranger_pem), &[&err.to_string()]);
+    env.assert_absent(
+        airlock_tests::key_block(&env.pki.stranger_pem),
+        &[&err.to_string()],
+    );
 
     // Both refused runs stay sealed, neither confirmed a file.
     let spooled = env.ws.spool_entries();

@@ -334,7 +334,7 @@ fn a_trigger_over_mutual_tls_presents_the_client_certificate_held_in_the_secret_
             .any(|e| e.action == "resolve" && e.outcome == "ok"),
         "{audit:?}"
     );
-    let key = key_block(&pki.client_pem);
+    let key = airlock_tests::key_block(&pki.client_pem);
     let key_line = key.lines().nth(1).expect("a line of the key");
     for out in &outputs {
         for stream in [&out.stdout, &out.stderr] {
