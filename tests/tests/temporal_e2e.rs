@@ -236,13 +236,6 @@ fn json(out: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {} / {}", text(&out.stdout), text(&out.stderr)))
 }
 
-/// The private key block of a PEM bundle (certificate chain, then key).
-fn key_block(pem: &str) -> &str {
-    &pem[pem
-        .find("-----BEGIN PRIVATE KEY-----")
-        .expect("a key block")..]
-}
-
 #[test]
 fn a_trigger_over_mutual_tls_presents_the_client_certificate_held_in_the_secret_store() {
     let pki = airlock_tests::tenant::Pki::generate();
