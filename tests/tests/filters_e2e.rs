@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use airlock::run::{preview_workflow_in, PluginDir, TracingObserver};
+use airlock::run::{preview_workflow_in, PluginDir, Stop, TracingObserver};
 use airlock_tests::{
     airlock_bin, plugin, plugin_dir, read_jsonl, run, run_in, runtime, verify_run_dir,
     workspace_root, Home, Workspace,
@@ -234,6 +234,7 @@ async fn preview_publishes_nothing_and_reports_what_a_run_would() {
         Arc::new(TracingObserver),
         None,
         2,
+        Stop::new(),
     )
     .await
     .expect("preview succeeds");

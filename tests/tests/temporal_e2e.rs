@@ -552,6 +552,11 @@ fn a_cancelled_trigger_publishes_nothing() {
         .filter(|e| e.file_name() != "failed")
         .collect();
     assert!(leftovers.is_empty(), "no staging left: {leftovers:?}");
+    // The stopped run kept its log beside the runs, as any failed run does.
+    let failed = svc.ws.failed_logs();
+    assert_eq!(failed.len(), 1, "the cancelled run's log is kept");
+    let last: serde_json::Value = serde_json::from_str(failed[0].lines().last().unwrap()).unwrap();
+    assert_eq!(last["kind"], "interrupted", "{}", failed[0]);
 }
 
 #[test]

@@ -425,6 +425,26 @@ fn observer(json: bool) -> Arc<dyn RunObserver> {
     }
 }
 
+/// Runs `run` until it ends. The first Ctrl-C asks it to `stop`: it ends as interrupted,
+/// publishes nothing, keeps its log and is recorded as failed. A second Ctrl-C drops it at
+/// once (its staging goes with it: still nothing is published, but no log is kept).
+async fn interruptible<T>(
+    run: impl std::future::Future<Output = Result<T, RunError>>,
+    stop: &run::Stop,
+) -> Result<T, RunError> {
+    tokio::pin!(run);
+    tokio::select! {
+        r = &mut run => return r,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    stop.stop("Ctrl-C");
+    eprintln!("interrupted: stopping the run and keeping its log (Ctrl-C again to quit at once)");
+    tokio::select! {
+        r = &mut run => r,
+        _ = tokio::signal::ctrl_c() => Err(RunError::Interrupted("Ctrl-C twice, the run's log was not kept".into())),
+    }
+}
+
 async fn run_and_report(cfg: &LoadedConfig, args: &CommonRunArgs, home: Option<&Home>) -> i32 {
     let runtime = match runtime(args.no_cache) {
         Ok(r) => r,
@@ -432,16 +452,20 @@ async fn run_and_report(cfg: &LoadedConfig, args: &CommonRunArgs, home: Option<&
     };
     let observer = observer(args.json);
     let plugins = plugin_dir(&args.plugin_dir);
-    // On Ctrl-C the run future is dropped, which removes its staging directory: an interrupted
-    // run publishes nothing and leaves nothing behind.
-    let result = tokio::select! {
-        r = run::run_workflow_in(&runtime, cfg, &plugins, observer.clone(), home) => r,
-        _ = tokio::signal::ctrl_c() => {
-            drop(observer);
-            eprintln!("interrupted: nothing was published");
-            return 130;
-        }
-    };
+    let stop = run::Stop::new();
+    let result = interruptible(
+        run::run_workflow_gated(
+            &runtime,
+            cfg,
+            &plugins,
+            observer.clone(),
+            home,
+            None,
+            stop.clone(),
+        ),
+        &stop,
+    )
+    .await;
     drop(observer);
     match result {
         Ok(report) => {
@@ -489,14 +513,20 @@ async fn preview_and_report(
     };
     let observer = observer(args.json);
     let plugins = plugin_dir(&args.plugin_dir);
-    let result = tokio::select! {
-        r = run::preview_workflow_in(&runtime, cfg, &plugins, observer.clone(), home, samples) => r,
-        _ = tokio::signal::ctrl_c() => {
-            drop(observer);
-            eprintln!("interrupted: nothing was published");
-            return 130;
-        }
-    };
+    let stop = run::Stop::new();
+    let result = interruptible(
+        run::preview_workflow_in(
+            &runtime,
+            cfg,
+            &plugins,
+            observer.clone(),
+            home,
+            samples,
+            stop.clone(),
+        ),
+        &stop,
+    )
+    .await;
     drop(observer);
     match result {
         Ok(report) => {

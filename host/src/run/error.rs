@@ -50,6 +50,10 @@ pub enum RunError {
     /// The object-store upload did not finish; no manifest was uploaded.
     #[error("{0}")]
     Upload(String),
+    /// The run was stopped before it finished (Ctrl-C, a cancelled trigger, a worker's
+    /// shutdown); nothing was published.
+    #[error("interrupted: {0}; nothing was published")]
+    Interrupted(String),
 }
 
 impl RunError {
@@ -60,6 +64,7 @@ impl RunError {
             | RunError::Load(_)
             | RunError::PluginNotFound { .. }
             | RunError::PluginRefused(_) => 2,
+            RunError::Interrupted(_) => 130,
             _ => 1,
         }
     }
@@ -89,6 +94,7 @@ impl RunError {
             RunError::SecretDetected(_) => "secret-detected",
             RunError::AlreadyPublished(_) => "already-published",
             RunError::Upload(_) => "upload",
+            RunError::Interrupted(_) => "interrupted",
         }
     }
 }

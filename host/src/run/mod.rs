@@ -53,6 +53,46 @@ pub trait RunObserver: Send + Sync {
     }
 }
 
+/// Asks a run to stop (Ctrl-C, a cancelled Temporal workflow, the end of a worker's grace
+/// period). A stopped run ends as [`RunError::Interrupted`] through the same failure path as
+/// any other: it publishes nothing, keeps its log and is recorded as failed. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Stop {
+    inner: Arc<StopInner>,
+}
+
+#[derive(Default)]
+struct StopInner {
+    reason: std::sync::OnceLock<String>,
+    notify: tokio::sync::Notify,
+}
+
+impl Stop {
+    /// A stop nobody has asked for yet.
+    pub fn new() -> Self {
+        Stop::default()
+    }
+
+    /// Asks the run to stop because of `reason` (the first reason given wins).
+    pub fn stop(&self, reason: &str) {
+        let _ = self.inner.reason.set(reason.to_string());
+        self.inner.notify.notify_waiters();
+    }
+
+    /// Waits until [`Stop::stop`] is called; returns its reason.
+    pub async fn stopped(&self) -> String {
+        loop {
+            let notified = self.inner.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(reason) = self.inner.reason.get() {
+                return reason.clone();
+            }
+            notified.await;
+        }
+    }
+}
+
 /// An observer that only forwards plugin log lines to `tracing`.
 pub struct TracingObserver;
 
@@ -171,10 +211,11 @@ pub async fn run_workflow_in(
     observer: Arc<dyn RunObserver>,
     home: Option<&crate::home::Home>,
 ) -> Result<RunReport, RunError> {
-    run_workflow_gated(runtime, cfg, plugins, observer, home, None).await
+    run_workflow_gated(runtime, cfg, plugins, observer, home, None, Stop::new()).await
 }
 
-/// [`run_workflow_in`], asking `gate` right before publishing.
+/// [`run_workflow_in`], asking `gate` right before publishing and ending early when `stop`
+/// is asked to.
 pub async fn run_workflow_gated(
     runtime: &Runtime,
     cfg: &LoadedConfig,
@@ -182,8 +223,22 @@ pub async fn run_workflow_gated(
     observer: Arc<dyn RunObserver>,
     home: Option<&crate::home::Home>,
     gate: Option<&dyn PublishGate>,
+    stop: Stop,
 ) -> Result<RunReport, RunError> {
-    match run_recorded(runtime, cfg, plugins, observer, home, Mode::Publish, gate).await? {
+    match run_recorded(
+        runtime,
+        cfg,
+        plugins,
+        observer,
+        home,
+        How {
+            mode: Mode::Publish,
+            gate,
+            stop,
+        },
+    )
+    .await?
+    {
         Finished::Published(r) => Ok(r),
         Finished::Preview(_) => Err(RunError::Runtime("a publishing run only previewed".into())),
     }
@@ -191,6 +246,7 @@ pub async fn run_workflow_gated(
 
 /// Extracts and filters exactly as a run does, and reports what would leave — counts, field
 /// actions, bytes and the first `samples` assets of each kind — without publishing anything.
+/// It ends early when `stop` is asked to.
 pub async fn preview_workflow_in(
     runtime: &Runtime,
     cfg: &LoadedConfig,
@@ -198,6 +254,7 @@ pub async fn preview_workflow_in(
     observer: Arc<dyn RunObserver>,
     home: Option<&crate::home::Home>,
     samples: usize,
+    stop: Stop,
 ) -> Result<PreviewReport, RunError> {
     match run_recorded(
         runtime,
@@ -205,8 +262,11 @@ pub async fn preview_workflow_in(
         plugins,
         observer,
         home,
-        Mode::Preview { samples },
-        None,
+        How {
+            mode: Mode::Preview { samples },
+            gate: None,
+            stop,
+        },
     )
     .await?
     {
@@ -215,15 +275,23 @@ pub async fn preview_workflow_in(
     }
 }
 
+/// How a run goes: publishing or previewing, the gate it asks before publishing, and what
+/// stops it early.
+struct How<'a> {
+    mode: Mode,
+    gate: Option<&'a dyn PublishGate>,
+    stop: Stop,
+}
+
 async fn run_recorded(
     runtime: &Runtime,
     cfg: &LoadedConfig,
     plugins: &PluginDir,
     observer: Arc<dyn RunObserver>,
     home: Option<&crate::home::Home>,
-    mode: Mode,
-    gate: Option<&dyn PublishGate>,
+    how: How<'_>,
 ) -> Result<Finished, RunError> {
+    let How { mode, gate, stop } = how;
     let run_id = uuid::Uuid::now_v7().to_string();
     if let Some(home) = home {
         if let Err(e) = home
@@ -244,6 +312,7 @@ async fn run_recorded(
         started_at: chrono::Utc::now(),
         log: log::RunLog::new(),
         scanner: Arc::new(crate::pipeline::scan::OutboundScanner::new()),
+        stop,
     };
     ctx.log.event(
         "run-started",
@@ -299,5 +368,6 @@ fn assert_run_future_is_send(
         Arc::new(TracingObserver),
         Some(home),
         Some(gate),
+        Stop::new(),
     ));
 }

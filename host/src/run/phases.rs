@@ -50,6 +50,8 @@ pub(super) struct RunContext<'a> {
     /// The run's outbound scanner: every secret the run resolves is registered with it, and
     /// it checks every asset, the manifest and every log line (of a failed run too).
     pub scanner: Arc<OutboundScanner>,
+    /// Ends the run early, as [`RunError::Interrupted`].
+    pub stop: super::Stop,
 }
 
 impl<'a> RunContext<'a> {
@@ -121,9 +123,20 @@ async fn run_phases<'a>(
     gate: Option<&dyn PublishGate>,
     remote: &mut Option<RemoteSink<'a>>,
 ) -> Result<Finished, RunError> {
-    let loaded = load(ctx, plugins).await?;
-    let mut prepared = prepare(ctx, loaded, remote).await?;
-    let extracted = extract(ctx, &mut prepared).await?;
+    let until_publish = async {
+        let loaded = load(ctx, plugins).await?;
+        let mut prepared = prepare(ctx, loaded, &mut *remote).await?;
+        let extracted = extract(ctx, &mut prepared).await?;
+        Ok::<_, RunError>((prepared, extracted))
+    };
+    // A stop drops the phases before publishing where they are (the staging goes with them:
+    // nothing is published) and ends the run through the failure path, which keeps its log.
+    // Publishing itself is not cut short: a run is either published whole and reported so,
+    // or not at all.
+    let (prepared, extracted) = tokio::select! {
+        r = until_publish => r?,
+        why = ctx.stop.stopped() => return Err(RunError::Interrupted(why)),
+    };
     publish(ctx, prepared, extracted, remote.as_ref(), gate).await
 }
 

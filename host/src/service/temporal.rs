@@ -352,6 +352,7 @@ async fn run_one(
         }
     };
     let progress = Arc::new(Progress::default());
+    let stop = crate::run::Stop::new();
     let run = crate::run::run_workflow_gated(
         &shared.runtime,
         &cfg,
@@ -359,7 +360,9 @@ async fn run_one(
         progress.clone(),
         Some(&shared.home),
         Some(&gate),
+        stop.clone(),
     );
+    tokio::pin!(run);
     let heartbeats = async {
         loop {
             let phase = match progress.phase.load(Ordering::Relaxed) {
@@ -378,10 +381,20 @@ async fn run_one(
         }
     };
     let result = tokio::select! {
-        r = run => r,
+        r = &mut run => r,
         _ = heartbeats => unreachable!("the heartbeat loop never ends"),
-        // Dropping the run removes its staging: a cancelled trigger publishes nothing.
-        _ = ctx.cancelled() => return (Err(ActivityError::cancelled()), outcome("cancelled")),
+        _ = ctx.cancelled() => {
+            // A run still before publishing stops where it is and publishes nothing; it keeps
+            // its log and is recorded as interrupted before the activity reports the
+            // cancellation. A run already publishing finishes, and is reported as published.
+            stop.stop("Temporal cancelled the activity (the workflow was cancelled or the worker is shutting down)");
+            match run.await {
+                Err(RunError::Interrupted(_)) => {
+                    return (Err(ActivityError::cancelled()), outcome("cancelled"))
+                }
+                other => other,
+            }
+        }
     };
     match result {
         Ok(report) => (
