@@ -2,6 +2,7 @@
 //! workflows through the library exactly as the CLI does.
 
 pub mod azure;
+pub mod datahub;
 pub mod faultproxy;
 pub mod httpserver;
 pub mod mariadb;
@@ -173,7 +174,8 @@ pub fn key_block(pem: &str) -> &str {
 }
 
 /// Checks a published run directory: every file's line count and SHA-256 match the manifest,
-/// every file is listed, and manifest counts equal the lines. Returns the manifest.
+/// every file is listed, manifest counts equal the lines, and `airlock validate` finds every
+/// line within the asset contract the manifest names. Returns the manifest.
 pub fn verify_run_dir(run_dir: &Path) -> serde_json::Value {
     use sha2::Digest;
     let manifest: serde_json::Value = serde_json::from_slice(
@@ -221,6 +223,18 @@ pub fn verify_run_dir(run_dir: &Path) -> serde_json::Value {
     assert_eq!(
         present, listed,
         "run directory holds exactly the listed files"
+    );
+    // What `airlock validate` checks: every line against the asset contract it names.
+    let validation = airlock::validate::validate_run(run_dir, 20);
+    assert!(
+        validation.ok(),
+        "{} does not validate: {:#?}",
+        run_dir.display(),
+        validation.problems
+    );
+    assert_eq!(
+        manifest["contract"],
+        airlock::pipeline::contract::CONTRACT_VERSION
     );
     manifest
 }

@@ -231,7 +231,7 @@ fn secrets_stay_in_the_vault_through_add_run_rotate_and_revoke() {
     let run_dir = PathBuf::from(summary["output_dir"].as_str().unwrap());
     let line = std::fs::read_to_string(run_dir.join("database.jsonl")).unwrap();
     let asset: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
-    let a = &asset["attributes"];
+    let a = &asset["attributes"]["extra"];
     for key in [
         "other_slot",
         "attacker_endpoint",

@@ -115,13 +115,13 @@ async fn field_rules_and_caps_are_applied_and_counted_exactly() {
     assert_eq!(
         counts["view"],
         json!({"emitted": 2, "kept": 2, "dropped_filter": 0, "dropped_oversize": 0,
-               "dropped_kind_limit": 0, "quarantined": 0,
+               "dropped_kind_limit": 0, "quarantined": 0, "dropped_invalid": 0, "unknown_keys_dropped": 0,
                "fields": {"view_definition": {"drop": 2}}})
     );
     assert_eq!(
         counts["table"],
         json!({"emitted": 2, "kept": 2, "dropped_filter": 0, "dropped_oversize": 0,
-               "dropped_kind_limit": 0, "quarantined": 0,
+               "dropped_kind_limit": 0, "quarantined": 0, "dropped_invalid": 0, "unknown_keys_dropped": 0,
                "fields": {"ddl": {"redact": 1, "truncate": 2}}})
     );
     let mut want_column_fields = json!({"data_type": {"mask": 5}});
@@ -131,7 +131,8 @@ async fn field_rules_and_caps_are_applied_and_counted_exactly() {
     assert_eq!(
         counts["column"],
         json!({"emitted": 7, "kept": 5, "dropped_filter": 0, "dropped_oversize": 0,
-               "dropped_kind_limit": 2, "quarantined": 0, "fields": want_column_fields})
+               "dropped_kind_limit": 2, "quarantined": 0, "dropped_invalid": 0,
+               "unknown_keys_dropped": 0, "fields": want_column_fields})
     );
     assert_eq!(manifest["totals"]["dropped_kind_limit"], 2);
     assert_eq!(
@@ -306,7 +307,7 @@ fn cli_dry_run_and_preview_print_counts_and_publish_nothing() {
     assert_eq!(
         v["counts"]["view"],
         json!({"emitted": 2, "kept": 1, "dropped_filter": 1, "dropped_oversize": 0,
-               "dropped_kind_limit": 0, "quarantined": 0,
+               "dropped_kind_limit": 0, "quarantined": 0, "dropped_invalid": 0, "unknown_keys_dropped": 0,
                "fields": {"view_definition": {"mask": 1}}})
     );
     assert_eq!(v["counts"]["table"]["kept"], 2);

@@ -58,7 +58,7 @@ fn pg_config(
 
 fn probe(report: &airlock::run::RunReport) -> serde_json::Value {
     verify_run_dir(&report.output_dir);
-    read_jsonl(&report.output_dir, "database")[0]["attributes"].clone()
+    read_jsonl(&report.output_dir, "database")[0]["attributes"]["extra"].clone()
 }
 
 /// Three connections each holding a result of 256 KiB rows unread for four seconds, under a

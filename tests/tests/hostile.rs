@@ -152,7 +152,7 @@ async fn files_env_args_stdin_and_sockets_are_not_granted() {
     verify_run_dir(&report.output_dir);
     let assets = read_jsonl(&report.output_dir, "database");
     assert_eq!(assets.len(), 1);
-    let a = &assets[0]["attributes"];
+    let a = &assets[0]["attributes"]["extra"];
     case.actual(format!("completed; probe {a}"));
     for key in [
         "read_etc_passwd",
@@ -212,7 +212,7 @@ async fn sql_capability_stays_read_only_and_inside_allowed_dirs() {
     );
     let report = run(&rt, &cfg).await.expect("the plugin itself completes");
     let assets = read_jsonl(&report.output_dir, "database");
-    let a = &assets[0]["attributes"];
+    let a = &assets[0]["attributes"]["extra"];
     case.actual(format!("completed; probe {a}"));
     let expect = |key: &str, kind: &str| {
         let v = a[key].as_str().unwrap_or_default();

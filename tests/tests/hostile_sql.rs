@@ -693,7 +693,12 @@ fn assess(target: &dyn Target, case: &SqlCase, obs: &Observation) {
             verify_run_dir(dir);
             let assets = read_jsonl(dir, "database");
             assert_eq!(assets.len(), 1, "one probe asset: {assets:?}");
-            Ok(assets[0]["attributes"].clone())
+            let mut a = assets[0]["attributes"]["extra"].clone();
+            // The probe writes its rows as JSON text (see the plugin's `rows_text`).
+            if let Some(rows) = a["rows"].as_str().map(str::to_string) {
+                a["rows"] = serde_json::from_str(&rows).expect("rows are JSON");
+            }
+            Ok(a)
         }
         Err(e) => Err(e.clone()),
     };

@@ -66,7 +66,7 @@ fn probe_of(report: &airlock::run::RunReport) -> serde_json::Value {
     verify_run_dir(&report.output_dir);
     let assets = read_jsonl(&report.output_dir, "database");
     assert_eq!(assets.len(), 1, "one probe asset");
-    assets[0]["attributes"].clone()
+    assets[0]["attributes"]["extra"].clone()
 }
 
 /// Asserts nothing at all is in the sink directory: no run, no staging leftover.
@@ -567,6 +567,72 @@ async fn a_giant_path_segment_is_refused() {
     assert_eq!(err.kind(), "invalid-output", "{err}");
     assert!(err.to_string().contains("exceeds 1024"), "{err}");
     assert_nothing_published(&ws);
+    assert_host_healthy(&rt).await;
+}
+
+#[tokio::test]
+async fn attributes_outside_the_asset_contract_are_dropped_and_counted() {
+    let mut case = Case::new(
+        "attributes_outside_the_asset_contract_are_dropped_and_counted",
+        file!(),
+        "emits keys the asset contract does not name (one naming a table), a boolean as \
+         text, a fractional ordinal, a key given twice and an `extra` nested too deep",
+        "the run completes; unknown keys are dropped from the kept asset and counted; the \
+         broken assets are dropped and counted, with warnings naming only contract \
+         attributes; the run validates against the contract it names",
+    );
+    let rt = runtime();
+    let ws = Workspace::new();
+    let cfg = suite_config(&ws, "", "mode = \"break-contract\"", "");
+    let (result, _) = run_observed(&rt, &cfg, None).await;
+    let report = result.expect("contract problems drop assets, they do not fail the run");
+    let manifest = verify_run_dir(&report.output_dir);
+    case.actual(format!(
+        "completed; table counts {}; column counts {}",
+        manifest["counts"]["table"], manifest["counts"]["column"]
+    ));
+    assert_eq!(manifest["contract"], "1.0");
+    let table = &manifest["counts"]["table"];
+    assert_eq!(table["unknown_keys_dropped"], 2, "{table}");
+    assert_eq!(table["dropped_invalid"], 2, "{table}");
+    assert_eq!(table["kept"], 1, "{table}");
+    let column = &manifest["counts"]["column"];
+    assert_eq!(column["dropped_invalid"], 2, "{column}");
+    assert_eq!(column["kept"], 1, "{column}");
+    let tables = read_jsonl(&report.output_dir, "table");
+    assert_eq!(
+        tables[0]["attributes"],
+        serde_json::json!({"comment": "kept, without its unknown keys", "row_count_estimate": 3})
+    );
+    let warnings: Vec<&str> = manifest["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    for says in [
+        "dropped 1 column assets breaking asset contract 1.0: `nullable` is a string",
+        "dropped 1 column assets breaking asset contract 1.0: `ordinal` is a fractional number",
+        "dropped 1 table assets breaking asset contract 1.0: attribute `comment` is given twice",
+        "dropped 1 table assets breaking asset contract 1.0: `extra.*.*` is an object",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.contains(says)),
+            "{says}: {warnings:?}"
+        );
+    }
+    // Nothing that leaves names a key or an asset the plugin chose and the contract dropped.
+    for file in airlock_tests::all_files(&report.output_dir) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for leaked in [
+            "secret_payroll",
+            "freeform",
+            "nullable_as_text",
+            "deep_extra",
+        ] {
+            assert!(!text.contains(leaked), "{} holds {leaked}", file.display());
+        }
+    }
     assert_host_healthy(&rt).await;
 }
 
@@ -1840,7 +1906,7 @@ async fn a_flood_of_credential_handles_stays_bounded() {
     match &result {
         Ok(r) => case.actual(format!(
             "completed; probe {}; peak RSS {before} -> {after} MiB",
-            read_jsonl(&r.output_dir, "database")[0]["attributes"]
+            read_jsonl(&r.output_dir, "database")[0]["attributes"]["extra"]
         )),
         Err(e) => case.actual(format!(
             "{}: {e}; peak RSS {before} -> {after} MiB",

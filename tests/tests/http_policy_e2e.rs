@@ -150,8 +150,8 @@ async fn requests_outside_the_policy_are_denied_and_audited() {
     let cfg = airlock::config::LoadedConfig::load(&path).unwrap();
     let report = run_in(&runtime(), &cfg, &home).await.expect("allowed");
     let probe = read_jsonl(&report.output_dir, "database");
-    assert_eq!(probe[0]["attributes"]["status"], 200);
-    assert_eq!(probe[0]["attributes"]["body"], "hello");
+    assert_eq!(probe[0]["attributes"]["extra"]["status"], 200);
+    assert_eq!(probe[0]["attributes"]["extra"]["body"], "hello");
 }
 
 #[tokio::test]
@@ -206,8 +206,8 @@ async fn authentication_never_follows_a_cross_origin_redirect() {
     let cfg = airlock::config::LoadedConfig::load(&path).unwrap();
     let report = run_in(&runtime(), &cfg, &home).await.expect("runs");
     let probe = read_jsonl(&report.output_dir, "database");
-    assert_eq!(probe[0]["attributes"]["body"], "landed");
-    assert_eq!(probe[0]["attributes"]["saw_auth"], false);
+    assert_eq!(probe[0]["attributes"]["extra"]["body"], "landed");
+    assert_eq!(probe[0]["attributes"]["extra"]["saw_auth"], false);
 
     let sent = first.requests();
     assert_eq!(sent.len(), 1);
@@ -394,8 +394,8 @@ async fn oauth2_tokens_are_refreshed_on_401() {
         .unwrap()
         .path();
     let probe = read_jsonl(&out, "database");
-    assert_eq!(probe[0]["attributes"]["status"], 200);
-    assert_eq!(probe[0]["attributes"]["saw_auth"], false);
+    assert_eq!(probe[0]["attributes"]["extra"]["status"], 200);
+    assert_eq!(probe[0]["attributes"]["extra"]["saw_auth"], false);
     let tokens_audited = home
         .inner()
         .state()
@@ -445,7 +445,7 @@ async fn client_certificates_are_presented_only_to_their_bound_destinations() {
         .await
         .expect("mutual TLS succeeds");
     let probe = read_jsonl(&report.output_dir, "database");
-    assert_eq!(probe[0]["attributes"]["status"], 405, "{probe:?}");
+    assert_eq!(probe[0]["attributes"]["extra"]["status"], 405, "{probe:?}");
     let log = tenant.log();
     assert!(
         !log.is_empty() && log.iter().all(|l| l.client_cert),

@@ -411,7 +411,9 @@ fn build_schema(server: &MariaDb) {
          `Qty` SMALLINT DEFAULT 1 COMMENT 'it''s \"quoted\"', \
          PRIMARY KEY (`Order ID`, `Line#`)) COMMENT 'spaces and #';\n\
          CREATE TABLE {s}.`Order Item Notes` (order_id INT NOT NULL, line INT NOT NULL, \
-         note TEXT, total DECIMAL(10,2) AS (order_id * 2) VIRTUAL, \
+         note TEXT COLLATE utf8mb4_bin, total DECIMAL(10,2) AS (order_id * 2) VIRTUAL, \
+         note_len INT AS (CHAR_LENGTH(note)) STORED, \
+         updated TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, \
          CONSTRAINT `fk notes→items` FOREIGN KEY (order_id, line) \
          REFERENCES {s}.`Order Items` (`Order ID`, `Line#`) ON UPDATE CASCADE ON DELETE CASCADE);\n\
          CREATE TABLE {s}.`select` (`from` INT PRIMARY KEY, `where` VARCHAR(10) UNIQUE, \
@@ -520,7 +522,8 @@ fn expected_catalog(server: &MariaDb, databases: Option<&[&str]>) -> Catalog {
     }
     for r in server.json_rows(&format!(
         "SELECT JSON_OBJECT('db', TABLE_SCHEMA, 'name', TABLE_NAME, 'type', TABLE_TYPE, \
-         'engine', ENGINE, 'rows', TABLE_ROWS, 'comment', TABLE_COMMENT) \
+         'engine', ENGINE, 'rows', TABLE_ROWS, 'comment', TABLE_COMMENT, \
+         'collation', TABLE_COLLATION, 'ai', AUTO_INCREMENT) \
          FROM information_schema.TABLES WHERE {}",
         cond("TABLE_SCHEMA")
     )) {
@@ -540,6 +543,8 @@ fn expected_catalog(server: &MariaDb, databases: Option<&[&str]>) -> Catalog {
                     "engine": r["engine"],
                     "comment": comment(&r["comment"]),
                     "row_count_estimate": r["rows"],
+                    "collation": r["collation"],
+                    "auto_increment": r["ai"],
                 }),
             ),
         }
@@ -614,7 +619,9 @@ fn expected_catalog(server: &MariaDb, databases: Option<&[&str]>) -> Catalog {
     for r in server.json_rows(&format!(
         "SELECT JSON_OBJECT('db', TABLE_SCHEMA, 'tbl', TABLE_NAME, 'name', COLUMN_NAME, \
          'pos', ORDINAL_POSITION, 'type', COLUMN_TYPE, 'null', IS_NULLABLE, \
-         'dflt', COLUMN_DEFAULT, 'comment', COLUMN_COMMENT) \
+         'dflt', COLUMN_DEFAULT, 'comment', COLUMN_COMMENT, 'extra', EXTRA, \
+         'is_generated', IS_GENERATED, 'expr', GENERATION_EXPRESSION, \
+         'collation', COLLATION_NAME, 'charset', CHARACTER_SET_NAME) \
          FROM information_schema.COLUMNS WHERE {}",
         cond("TABLE_SCHEMA")
     )) {
@@ -623,6 +630,21 @@ fn expected_catalog(server: &MariaDb, databases: Option<&[&str]>) -> Catalog {
             .get(&(db.clone(), tbl.clone(), name.clone()))
             .cloned()
             .unwrap_or(Value::Null);
+        let extra = s(&r, "extra");
+        let generated = (s(&r, "is_generated") == "ALWAYS").then(|| {
+            json!({
+                "kind": if extra.contains("STORED") || extra.contains("PERSISTENT") {
+                    "stored"
+                } else {
+                    "virtual"
+                },
+                "expression": r["expr"],
+            })
+        });
+        let on_update = extra
+            .to_ascii_lowercase()
+            .split_once("on update ")
+            .map(|(before, _)| extra[before.len() + "on update ".len()..].to_string());
         put(
             "column",
             p(&[&db, &db, &tbl, &name]),
@@ -630,7 +652,12 @@ fn expected_catalog(server: &MariaDb, databases: Option<&[&str]>) -> Catalog {
                 "ordinal": r["pos"],
                 "data_type": r["type"],
                 "nullable": s(&r, "null") == "YES",
-                "default": r["dflt"],
+                "default": if generated.is_some() { Value::Null } else { r["dflt"].clone() },
+                "generated": generated,
+                "auto_increment": extra.contains("auto_increment"),
+                "on_update": on_update,
+                "collation": r["collation"],
+                "character_set": r["charset"],
                 "comment": comment(&r["comment"]),
                 "primary_key_position": pk,
             }),
@@ -648,7 +675,7 @@ fn expected_catalog(server: &MariaDb, databases: Option<&[&str]>) -> Catalog {
             .entry(p(&[&db, &db, &tbl, &name]))
             .or_insert_with(|| {
                 json!({ "unique": r["nu"] == json!(0), "primary": name == "PRIMARY",
-                        "columns": [], "index_type": r["type"] })
+                        "columns": [], "method": r["type"] })
             });
         entry["columns"]
             .as_array_mut()
@@ -854,10 +881,16 @@ async fn plugin_extracts_every_database_exactly_as_information_schema_reports() 
         )["referenced_schema"],
         json!(SHOP)
     );
+    let mut keys_table = d("table", &[SHOP, SHOP, "ключи"]);
+    let collation = keys_table["collation"].take();
+    assert!(
+        collation.as_str().unwrap().starts_with("utf8mb4_"),
+        "{collation}"
+    );
     assert_eq!(
-        d("table", &[SHOP, SHOP, "ключи"]),
+        keys_table,
         json!({ "table_type": "table", "engine": "InnoDB", "comment": "Кириллица",
-                "row_count_estimate": 0 })
+                "row_count_estimate": 0, "collation": null, "auto_increment": null })
     );
     assert_eq!(
         d("table", &[SHOP, SHOP, "legacy_log"])["row_count_estimate"],
@@ -870,6 +903,8 @@ async fn plugin_extracts_every_database_exactly_as_information_schema_reports() 
     assert_eq!(
         d("column", &[SHOP, SHOP, "Order Items", "Qty"]),
         json!({ "ordinal": 3, "data_type": "smallint(6)", "nullable": true, "default": "1",
+                "generated": null, "auto_increment": false, "on_update": null,
+                "collation": null, "character_set": null,
                 "comment": "it's \"quoted\"", "primary_key_position": null })
     );
     assert_eq!(
@@ -878,7 +913,32 @@ async fn plugin_extracts_every_database_exactly_as_information_schema_reports() 
     );
     assert_eq!(
         d("index", &[SHOP, SHOP, "legacy_log", "ft_msg"]),
-        json!({ "unique": false, "primary": false, "columns": ["msg"], "index_type": "FULLTEXT" })
+        json!({ "unique": false, "primary": false, "columns": ["msg"], "method": "FULLTEXT" })
+    );
+    // What EXTRA and GENERATION_EXPRESSION say, written out by hand.
+    let notes = |c: &str| d("column", &[SHOP, SHOP, "Order Item Notes", c]);
+    assert_eq!(
+        notes("total")["generated"],
+        json!({ "kind": "virtual", "expression": "`order_id` * 2" })
+    );
+    assert_eq!(notes("note_len")["generated"]["kind"], json!("stored"));
+    assert_eq!(
+        notes("note_len")["generated"]["expression"]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase(),
+        "char_length(`note`)"
+    );
+    assert_eq!(notes("updated")["on_update"], json!("current_timestamp()"));
+    assert_eq!(notes("note")["collation"], json!("utf8mb4_bin"));
+    assert_eq!(notes("note")["character_set"], json!("utf8mb4"));
+    assert_eq!(
+        d("column", &[SHOP, SHOP, "t_03", "id"])["auto_increment"],
+        json!(true)
+    );
+    assert_eq!(
+        d("table", &[SHOP, SHOP, "legacy_log"])["auto_increment"],
+        json!(4)
     );
     assert!(actual["table"].contains_key(&p(&[SHOP, SHOP, "MixedCase"])));
     assert!(actual["table"].contains_key(&p(&[SHOP, SHOP, "mixedcase"])));

@@ -157,7 +157,7 @@ async fn driver_logs_in_with_scram_over_verified_tls_and_stays_read_only() {
          'nm'::name, '{\"a\": [1]}'::jsonb, '\\x00ff'::bytea, NULL::int4, \
          'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid, '2024-02-29'::date, \
          '2024-02-29 13:14:15.5'::timestamp, ARRAY[[1, 2], [3, NULL]]::int4[], ARRAY['x', 'y,z']::text[], \
-         'sad'::mood, '10.0.0.1'::inet, $1::int4 + 1, $2 || '!', $3::bool, $4::float8 * 2, $5::text IS NULL",
+         'sad'::public.mood, '10.0.0.1'::inet, $1::int4 + 1, $2 || '!', $3::bool, $4::float8 * 2, $5::text IS NULL",
         vec![
             DbValue::Int(41),
             DbValue::Text("hi".into()),
@@ -226,7 +226,7 @@ async fn driver_logs_in_with_scram_over_verified_tls_and_stays_read_only() {
     // A statement cannot write, nor make the session writable for the next one.
     for sql in [
         "CREATE TABLE reader_was_here (a int)",
-        "INSERT INTO t VALUES (1)",
+        "INSERT INTO public.t VALUES (1)",
     ] {
         let e = rows(&db, sql, vec![]).await.unwrap_err();
         assert!(
@@ -244,7 +244,7 @@ async fn driver_logs_in_with_scram_over_verified_tls_and_stays_read_only() {
     )
     .await
     .unwrap();
-    let e = rows(&db, "INSERT INTO t VALUES (2)", vec![])
+    let e = rows(&db, "INSERT INTO public.t VALUES (2)", vec![])
         .await
         .unwrap_err();
     assert!(matches!(e, SqlError::Denied(_)), "{e:?}");
@@ -419,6 +419,12 @@ async fn sql_logins_follow_the_network_policy_and_connect_to_the_checked_address
     let (cert, key) = server_cert(&ca, &["localhost"]);
     let pg = PgCluster::start_tls(&cert, &key);
     pg.create_user("reader", PASSWORD);
+    // A search_path that would print `meters` for `geo.meters` and `nextval('orders_id_seq')`
+    // for sales' sequences, were it not pinned by the host.
+    pg.psql(
+        "postgres",
+        "ALTER ROLE reader SET search_path = sales, geo, public",
+    );
     let ws = Workspace::new();
     let ca_file = write(ws.path(), "ca.pem", &ca.pem);
     let home = Home::new(ws.path());
@@ -579,8 +585,25 @@ INSERT INTO sales.customers (email, "Full Name") SELECT 'c' || g || '@example.co
 INSERT INTO sales.orders (customer_id, status) SELECT 1 + g % 500, 'paid' FROM generate_series(1, 2000) g;
 INSERT INTO sales.events SELECT g, DATE '2024-06-01' + g % 500, '{"k": 1}' FROM generate_series(1, 3000) g;
 REFRESH MATERIALIZED VIEW sales.customer_stats;
+CREATE SCHEMA geo;
+CREATE DOMAIN geo.meters AS numeric(10,2);
+ALTER TABLE sales.orders ADD COLUMN distance geo.meters, ADD COLUMN code text COLLATE "C";
+CREATE EXTENSION pg_buffercache;
+CREATE EXTENSION citext SCHEMA geo;
 ANALYZE;
 "#;
+
+/// An extension owning a view and a function: the objects name it.
+const EXTENSION_OWNED: (&str, &str) = ("pg_buffercache", "pg_buffercache");
+
+/// The SQL the test's catalog queries use for an object's owning extension.
+fn extension_of(catalog: &str, oid: &str) -> String {
+    format!(
+        "(SELECT e.extname FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid \
+          WHERE d.classid = '{catalog}'::regclass AND d.objid = {oid} \
+          AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e')"
+    )
+}
 
 /// User schemas, as the plugin defines them (everything but `pg_*` and information_schema).
 const USER: &str = "!~ '^pg_' AND {} <> 'information_schema'";
@@ -626,10 +649,11 @@ fn catalog(pg: &PgCluster, db: &str) -> BTreeMap<String, BTreeMap<Vec<String>, V
                         FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace \
                         WHERE i.inhrelid = c.oid AND c.relispartition), \
                      'partition_bound', pg_get_expr(c.relpartbound, c.oid), \
-                     'owner', pg_get_userbyid(c.relowner)))) \
+                     'owner', pg_get_userbyid(c.relowner), 'extension', {}))) \
                  FROM information_schema.tables t \
                  JOIN pg_class c ON c.oid = (quote_ident(t.table_schema) || '.' || quote_ident(t.table_name))::regclass \
                  WHERE t.table_type IN ('BASE TABLE', 'FOREIGN') AND {}",
+                extension_of("pg_class", "c.oid"),
                 user("t.table_schema")
             ),
         ),
@@ -638,10 +662,12 @@ fn catalog(pg: &PgCluster, db: &str) -> BTreeMap<String, BTreeMap<Vec<String>, V
             format!(
                 "SELECT json_agg(json_build_object('path', json_build_array(v.table_catalog, v.table_schema, v.table_name), \
                    'attributes', json_build_object('view_definition', v.view_definition, \
-                   'comment', obj_description(c.oid, 'pg_class'), 'owner', pg_get_userbyid(c.relowner)))) \
+                   'comment', obj_description(c.oid, 'pg_class'), 'owner', pg_get_userbyid(c.relowner), \
+                   'extension', {}))) \
                  FROM information_schema.views v \
                  JOIN pg_class c ON c.oid = (quote_ident(v.table_schema) || '.' || quote_ident(v.table_name))::regclass \
                  WHERE {}",
+                extension_of("pg_class", "c.oid"),
                 user("v.table_schema")
             ),
         ),
@@ -652,10 +678,11 @@ fn catalog(pg: &PgCluster, db: &str) -> BTreeMap<String, BTreeMap<Vec<String>, V
                    'attributes', json_build_object('view_definition', m.definition, \
                    'comment', obj_description(c.oid, 'pg_class'), \
                    'row_count_estimate', CASE WHEN c.reltuples >= 0 THEN round(c.reltuples)::bigint END, \
-                   'owner', m.matviewowner))) \
+                   'owner', m.matviewowner, 'extension', {}))) \
                  FROM pg_matviews m \
                  JOIN pg_class c ON c.oid = (quote_ident(m.schemaname) || '.' || quote_ident(m.matviewname))::regclass \
                  WHERE {}",
+                extension_of("pg_class", "c.oid"),
                 user("m.schemaname")
             ),
         ),
@@ -666,8 +693,12 @@ fn catalog(pg: &PgCluster, db: &str) -> BTreeMap<String, BTreeMap<Vec<String>, V
                    'attributes', json_build_object('data_type', s.data_type, 'start_value', s.start_value::bigint, \
                    'increment', s.increment::bigint, 'min_value', s.minimum_value::bigint, \
                    'max_value', s.maximum_value::bigint, 'cycle', s.cycle_option = 'YES', \
-                   'comment', obj_description((quote_ident(s.sequence_schema) || '.' || quote_ident(s.sequence_name))::regclass, 'pg_class')))) \
-                 FROM information_schema.sequences s WHERE {}",
+                   'comment', obj_description(c.oid, 'pg_class'), \
+                   'owner', pg_get_userbyid(c.relowner), 'extension', {}))) \
+                 FROM information_schema.sequences s \
+                 JOIN pg_class c ON c.oid = (quote_ident(s.sequence_schema) || '.' || quote_ident(s.sequence_name))::regclass \
+                 WHERE {}",
+                extension_of("pg_class", "c.oid"),
                 user("s.sequence_schema")
             ),
         ),
@@ -681,9 +712,11 @@ fn catalog(pg: &PgCluster, db: &str) -> BTreeMap<String, BTreeMap<Vec<String>, V
                    'attributes', json_build_object('name', p.proname, 'arguments', pg_get_function_arguments(p.oid), \
                      'function_type', CASE p.prokind WHEN 'a' THEN 'aggregate' WHEN 'w' THEN 'window' WHEN 'p' THEN 'procedure' ELSE 'function' END, \
                      'return_type', CASE WHEN p.prokind <> 'p' THEN pg_get_function_result(p.oid) END, \
-                     'language', l.lanname, 'comment', obj_description(p.oid, 'pg_proc')))) \
+                     'language', l.lanname, 'comment', obj_description(p.oid, 'pg_proc'), \
+                     'owner', pg_get_userbyid(p.proowner), 'extension', {}))) \
                  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang \
                  WHERE {}",
+                extension_of("pg_proc", "p.oid"),
                 user("n.nspname")
             ),
         ),
@@ -696,8 +729,11 @@ fn catalog(pg: &PgCluster, db: &str) -> BTreeMap<String, BTreeMap<Vec<String>, V
                      'data_type', format_type(a.atttypid, a.atttypmod), \
                      'nullable', c.is_nullable = 'YES', \
                      'default', c.column_default, \
-                     'generated', c.generation_expression, \
-                     'identity', c.identity_generation, \
+                     'generated', CASE WHEN c.is_generated = 'ALWAYS' THEN \
+                       json_build_object('kind', 'stored', 'expression', c.generation_expression) END, \
+                     'identity', lower(replace(c.identity_generation, ' ', '_')), \
+                     'collation', CASE WHEN c.collation_schema = 'pg_catalog' THEN c.collation_name \
+                       ELSE c.collation_schema || '.' || c.collation_name END, \
                      'comment', col_description(a.attrelid, a.attnum), \
                      'primary_key_position', (SELECT k.ordinal_position FROM information_schema.table_constraints tc \
                         JOIN information_schema.key_column_usage k ON k.constraint_schema = tc.constraint_schema \
@@ -711,7 +747,7 @@ fn catalog(pg: &PgCluster, db: &str) -> BTreeMap<String, BTreeMap<Vec<String>, V
                    UNION ALL \
                    SELECT n.nspname, cl.relname, a.attname, json_build_object('ordinal', a.attnum, \
                      'data_type', format_type(a.atttypid, a.atttypmod), 'nullable', NOT a.attnotnull, 'default', NULL, \
-                     'generated', NULL, 'identity', NULL, 'comment', col_description(cl.oid, a.attnum), 'primary_key_position', NULL) \
+                     'generated', NULL, 'identity', NULL, 'collation', NULL, 'comment', col_description(cl.oid, a.attnum), 'primary_key_position', NULL) \
                    FROM pg_attribute a JOIN pg_class cl ON cl.oid = a.attrelid JOIN pg_namespace n ON n.oid = cl.relnamespace \
                    WHERE cl.relkind = 'm' AND a.attnum > 0 AND NOT a.attisdropped AND {}) x",
                 user("c.table_schema"),
@@ -774,7 +810,8 @@ fn catalog(pg: &PgCluster, db: &str) -> BTreeMap<String, BTreeMap<Vec<String>, V
     ];
     let mut out: BTreeMap<String, BTreeMap<Vec<String>, Value>> = BTreeMap::new();
     for (kind, sql) in queries {
-        let rows = pg.query_json(db, &sql);
+        // The search_path the host pins, so that both sides print names alike.
+        let rows = pg.query_json(db, &format!("SET search_path = pg_catalog; {sql}"));
         for row in rows.as_array().cloned().unwrap_or_default() {
             let kind = match (kind, row.get("kind").and_then(Value::as_str)) {
                 ("routine", Some(k)) => k.to_string(),
@@ -933,6 +970,12 @@ fn server_with_schema() -> Server {
     );
     // A metadata reader: no privileges on any table, yet it sees the whole catalog.
     pg.create_user("reader", PASSWORD);
+    // A search_path that would print `meters` for `geo.meters` and `nextval('orders_id_seq')`
+    // for sales' sequences, were it not pinned by the host.
+    pg.psql(
+        "postgres",
+        "ALTER ROLE reader SET search_path = sales, geo, public",
+    );
     let ws = Workspace::new();
     let ca_file = write(ws.path(), "ca.pem", &ca.pem);
     let home = Home::new(ws.path());
@@ -1010,7 +1053,40 @@ async fn extraction_equals_the_servers_catalog() {
     assert!(got["view"].contains_key(&path(&["shopdb", "select", "view"])));
     assert_eq!(got["materialized_view"].len(), 1);
     assert_eq!(got["procedure"].len(), 1);
-    assert_eq!(got["function"].len(), 2);
+    let own_functions = got["function"]
+        .values()
+        .filter(|f| f["extension"].is_null())
+        .count();
+    assert_eq!(own_functions, 2);
+    // Names printed schema-qualified whatever the login's search_path (the host pins it),
+    // owning extensions and collations.
+    let orders = |c: &str| got["column"][&path(&["shopdb", "sales", "orders", c])].clone();
+    assert_eq!(orders("distance")["data_type"], "geo.meters");
+    assert_eq!(
+        orders("id")["default"],
+        "nextval('sales.orders_id_seq'::regclass)"
+    );
+    assert_eq!(orders("code")["collation"], "C");
+    assert_eq!(orders("note")["collation"], serde_json::Value::Null);
+    let (extension, view) = EXTENSION_OWNED;
+    assert_eq!(
+        got["view"][&path(&["shopdb", "public", view])]["extension"],
+        extension
+    );
+    assert!(got["function"]
+        .iter()
+        .any(|(p, f)| p[1] == "geo" && f["extension"] == "citext"));
+    assert_eq!(
+        got["table"][&path(&["shopdb", "sales", "orders"])]["extension"],
+        serde_json::Value::Null
+    );
+    let customers_id = &got["column"][&path(&["shopdb", "sales", "customers", "id"])];
+    assert_eq!(customers_id["identity"], "always");
+    let doubled = &got["column"][&path(&["shopdb", "sales", "order_lines", "qty_doubled"])];
+    assert_eq!(
+        doubled["generated"],
+        serde_json::json!({"kind": "stored", "expression": "(qty * 2)"})
+    );
     assert_eq!(manifest["counts"]["table"]["kept"], want["table"].len());
 
     assert_no_canary(s.ws.path());

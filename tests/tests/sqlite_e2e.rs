@@ -293,3 +293,101 @@ async fn filters_drop_excluded_assets_and_count_them() {
             > 20
     );
 }
+
+/// What the catalog pragmas alone do not say, each on a database that holds it: shadow and
+/// virtual tables from `pragma table_list` (not guessed from the DDL), FTS hidden columns
+/// left out, generated columns with their kind and expression, AUTOINCREMENT, collations,
+/// and a foreign key written without a column list referencing the parent's primary key.
+#[tokio::test]
+async fn sqlite_plugin_reports_what_the_ddl_and_table_list_say() {
+    let ws = Workspace::new();
+    let db = ws.path().join("lib.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            r#"
+            CREATE TABLE parent (id INTEGER PRIMARY KEY AUTOINCREMENT, code TEXT COLLATE NOCASE,
+              doubled INTEGER GENERATED ALWAYS AS (id * 2) VIRTUAL,
+              label TEXT AS (upper(code) || ' (' || id || ')') STORED);
+            CREATE TABLE pair_parent (a INTEGER, b INTEGER, PRIMARY KEY (b, a)) WITHOUT ROWID;
+            CREATE TABLE implicit_child (pid INTEGER REFERENCES parent, x INTEGER, y INTEGER,
+              FOREIGN KEY (x, y) REFERENCES pair_parent);
+            CREATE TABLE typed (v ANY, note TEXT) STRICT;
+            CREATE TABLE "looks STRICT, but is not" (v TEXT);
+            CREATE VIRTUAL TABLE docs USING fts5(title, body);
+            CREATE TABLE "café_é" (ünï INTEGER);
+            "#,
+        )
+        .unwrap();
+    let cfg = ws.config_for(&plugin("sqlite"), "lib.db", "");
+    let report = run(&runtime(), &cfg).await.expect("run succeeds");
+    verify_run_dir(&report.output_dir);
+    let tables = by_path(read_jsonl(&report.output_dir, "table"));
+    let table = |name: &str| tables[&p(&["lib", "main", name])]["attributes"].clone();
+    assert_eq!(table("pair_parent")["without_rowid"], true);
+    assert_eq!(table("parent")["without_rowid"], false);
+    assert_eq!(table("typed")["strict"], true);
+    assert_eq!(table("looks STRICT, but is not")["strict"], false);
+    assert_eq!(table("docs")["table_type"], "virtual");
+    assert_eq!(table("docs")["virtual_module"], "fts5");
+    for shadow in [
+        "docs_data",
+        "docs_idx",
+        "docs_content",
+        "docs_docsize",
+        "docs_config",
+    ] {
+        assert_eq!(table(shadow)["table_type"], "shadow", "{shadow}");
+        assert_eq!(table(shadow)["shadow_of"], "docs", "{shadow}");
+    }
+    assert_eq!(table("parent")["table_type"], "table");
+    assert!(tables.contains_key(&p(&["lib", "main", "café_é"])));
+
+    let columns = by_path(read_jsonl(&report.output_dir, "column"));
+    let column = |t: &str, c: &str| columns[&p(&["lib", "main", t, c])]["attributes"].clone();
+    let docs: Vec<&str> = columns
+        .keys()
+        .filter(|k| k[2] == "docs")
+        .map(|k| k[3].as_str())
+        .collect();
+    assert_eq!(
+        docs,
+        ["body", "title"],
+        "the FTS table's hidden columns are left out"
+    );
+    assert_eq!(column("parent", "id")["auto_increment"], true);
+    assert_eq!(column("parent", "code")["auto_increment"], false);
+    assert_eq!(column("parent", "code")["collation"], "NOCASE");
+    assert_eq!(
+        column("parent", "doubled")["generated"],
+        json!({"kind": "virtual", "expression": "id * 2"})
+    );
+    assert_eq!(
+        column("parent", "label")["generated"],
+        json!({"kind": "stored", "expression": "upper(code) || ' (' || id || ')'"})
+    );
+    assert_eq!(column("parent", "code")["generated"], Value::Null);
+    assert_eq!(column("café_é", "ünï")["data_type"], "INTEGER");
+
+    let fks = by_path(read_jsonl(&report.output_dir, "foreign_key"));
+    let fk_columns: BTreeMap<Vec<String>, Value> = fks
+        .iter()
+        .map(|(k, v)| {
+            let a = &v["attributes"];
+            (
+                k.clone(),
+                json!([a["referenced_table"], a["columns"], a["referenced_columns"]]),
+            )
+        })
+        .collect();
+    let mut got: Vec<Value> = fk_columns.values().cloned().collect();
+    got.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        got,
+        vec![
+            json!(["pair_parent", ["x", "y"], ["b", "a"]]),
+            json!(["parent", ["pid"], ["id"]]),
+        ],
+        "{fk_columns:?}"
+    );
+}

@@ -88,6 +88,14 @@ enum Command {
     Demo(DemoArgs),
     /// Finish an interrupted object-store upload (`--resume RUN`).
     Upload(upload::UploadArgs),
+    /// Check a published run: its manifest, every file's size and hash, the counts, and every
+    /// asset against the asset contract version the manifest names. Exits 0 when valid, 1
+    /// with the first problems listed otherwise.
+    Validate(ValidateArgs),
+    /// Write a published run in a catalog's own format: `--format datahub` writes what
+    /// DataHub's `file` source ingests (`datahub ingest`), with the URNs DataHub's own
+    /// postgres, mysql and sqlite sources give the same objects.
+    Export(ExportArgs),
     /// Run as a Temporal worker: poll a task queue and run triggered workflows (serves
     /// /healthz, /readyz and /metrics).
     Worker(crate::service::worker::WorkerArgs),
@@ -172,6 +180,110 @@ struct DemoArgs {
     common: CommonRunArgs,
 }
 
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// The run directory (holding manifest.json).
+    #[arg(value_name = "RUN_DIR")]
+    run_dir: PathBuf,
+    /// List at most this many problems (the rest are counted).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    max_problems: usize,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    /// DataHub metadata change proposals (one JSON array).
+    Datahub,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// The catalog format.
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// The run directory (holding manifest.json); it must validate.
+    #[arg(value_name = "RUN_DIR")]
+    run_dir: PathBuf,
+    /// The file to write (replaced whole).
+    #[arg(value_name = "OUT")]
+    out: PathBuf,
+    /// DataHub environment of the URNs.
+    #[arg(long, default_value = "PROD")]
+    env: String,
+    /// DataHub platform instance, when the catalog's other recipes set one.
+    #[arg(long, value_name = "NAME")]
+    platform_instance: Option<String>,
+    /// SQLite only: the database path DataHub's recipes use in their connection URI (DataHub
+    /// keys a SQLite database by it) [default: the database's name].
+    #[arg(long, value_name = "PATH")]
+    sqlite_database: Option<String>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn export(args: &ExportArgs) -> i32 {
+    let result = match args.format {
+        ExportFormat::Datahub => crate::formats::export_datahub(
+            &args.run_dir,
+            crate::formats::datahub::DatahubOptions {
+                env: args.env.clone(),
+                platform_instance: args.platform_instance.clone(),
+                sqlite_database: args.sqlite_database.clone(),
+            },
+            &args.out,
+        ),
+    };
+    match result {
+        Ok(done) => {
+            if args.json {
+                println!("{}", serde_json::to_string(&done).unwrap_or_default());
+            } else {
+                println!(
+                    "exported run {} to {}: {} DataHub records (ingest with a `file` source)",
+                    done.run_id,
+                    args.out.display(),
+                    done.records
+                );
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn validate(args: &ValidateArgs) -> i32 {
+    let v = crate::validate::validate_run(&args.run_dir, args.max_problems);
+    if args.json {
+        println!("{}", serde_json::to_string(&v).unwrap_or_default());
+    } else if v.ok() {
+        println!(
+            "valid: run {} in {}, {} assets checked against asset contract {}",
+            v.run_id.as_deref().unwrap_or("?"),
+            args.run_dir.display(),
+            v.assets_checked,
+            v.contract.as_deref().unwrap_or("?")
+        );
+    }
+    if !v.ok() {
+        eprintln!("invalid: {}", args.run_dir.display());
+        for p in &v.problems {
+            eprintln!("  - {p}");
+        }
+        if v.more_problems > 0 {
+            eprintln!("  ... and {} more problems", v.more_problems);
+        }
+        return 1;
+    }
+    0
+}
+
 #[derive(Debug, Subcommand)]
 enum PluginsCommand {
     /// List the plugins in the plugin directory: name, version, digest, WIT version.
@@ -217,6 +329,8 @@ pub async fn main() -> i32 {
         Command::Audit(a) => credentials::audit(a, &home_dir),
         Command::Demo(args) => demo(&args).await,
         Command::Upload(args) => upload::upload(&args, &home_dir).await,
+        Command::Validate(args) => validate(&args),
+        Command::Export(args) => export(&args),
         Command::Worker(args) => service::worker(&args, &home_dir).await,
         Command::Trigger(args) => service::trigger(&args, &home_dir).await,
         Command::Schedule(cmd) => service::schedule(&cmd, &home_dir).await,

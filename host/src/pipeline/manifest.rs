@@ -15,6 +15,10 @@ pub const MANIFEST_FORMAT: &str = "airlock-manifest/1";
 pub struct Manifest {
     /// Always [`MANIFEST_FORMAT`].
     pub format: String,
+    /// The asset contract version every asset line was checked against
+    /// (`contract/<version>/` in the repository); empty in runs from before the contract.
+    #[serde(default)]
+    pub contract: String,
     /// The run's id (a UUIDv7, so ids sort by start time).
     pub run_id: String,
     /// `complete`: a manifest exists only for runs that finished and were published whole.

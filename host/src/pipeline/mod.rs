@@ -7,6 +7,7 @@
 
 pub mod asset;
 pub mod config;
+pub mod contract;
 pub mod fields;
 pub mod filter;
 pub mod manifest;
@@ -64,6 +65,14 @@ pub struct KindCounts {
     /// Assets withheld because their output held a secret resolved by the run.
     #[serde(default)]
     pub quarantined: u64,
+    /// Assets dropped because an attribute had the wrong type or was out of the asset
+    /// contract's bounds (see the manifest's warnings for which).
+    #[serde(default)]
+    pub dropped_invalid: u64,
+    /// Attribute keys the asset contract does not name, dropped from the assets (which were
+    /// kept).
+    #[serde(default)]
+    pub unknown_keys_dropped: u64,
     /// Values changed by field rules: field -> action (`drop`, `mask`, `hash`, `truncate`,
     /// `redact`) -> number of assets.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -79,6 +88,8 @@ impl KindCounts {
         self.dropped_oversize += other.dropped_oversize;
         self.dropped_kind_limit += other.dropped_kind_limit;
         self.quarantined += other.quarantined;
+        self.dropped_invalid += other.dropped_invalid;
+        self.unknown_keys_dropped += other.unknown_keys_dropped;
         for (field, actions) in &other.fields {
             let mine = self.fields.entry(field.clone()).or_default();
             for (action, n) in actions {
@@ -127,7 +138,13 @@ pub struct Pipeline {
     confusables: Vec<ConfusableName>,
     confusables_not_listed: u64,
     dropped_names: DroppedNames,
+    /// Why assets broke the contract: (kind, problem) -> assets, the first
+    /// [`MAX_CONTRACT_PROBLEMS`] distinct problems.
+    contract_problems: BTreeMap<(AssetKind, String), u64>,
 }
+
+/// Distinct contract problems the manifest's warnings describe; the rest are only counted.
+const MAX_CONTRACT_PROBLEMS: usize = 20;
 
 /// The names (last path segment) of assets the filters dropped or the scan quarantined, so
 /// that the plugin's warnings cannot carry them out ([`DroppedNames::withholds`]). Bounded:
@@ -224,6 +241,7 @@ impl Pipeline {
             hash_keys: HashKeys::default(),
             scanner: Arc::new(OutboundScanner::new()),
             audit: None,
+            contract_problems: BTreeMap::new(),
         }
     }
 
@@ -320,6 +338,30 @@ impl Pipeline {
                 "{kind} {name}: attributes are not a JSON object"
             )));
         }
+        // The contract before the filters: what the filters and field rules see is what a
+        // consumer may rely on. Problems name contract attributes only, never a key or an
+        // asset the plugin chose (the asset may be one the filters drop).
+        let trimmed;
+        let attributes = match contract::Contract::current().enforce(kind, attributes.get()) {
+            Ok(contract::Enforced::Unchanged) => attributes,
+            Ok(contract::Enforced::Trimmed { json, dropped }) => {
+                self.counts.entry(kind).or_default().unknown_keys_dropped += dropped;
+                trimmed = serde_json::value::RawValue::from_string(json)
+                    .map_err(|e| PipelineError::Invalid(format!("{kind}: {e}")))?;
+                trimmed.as_ref()
+            }
+            Err(problem) => {
+                self.counts.entry(kind).or_default().dropped_invalid += 1;
+                let key = (kind, problem);
+                if let Some(n) = self.contract_problems.get_mut(&key) {
+                    *n += 1;
+                } else if self.contract_problems.len() < MAX_CONTRACT_PROBLEMS {
+                    self.contract_problems.insert(key, 1);
+                }
+                self.dropped_names.note(&asset.path);
+                return Ok(());
+            }
+        };
         self.policy.note_matches(&asset.path, &mut self.matched);
         if !self.policy.decide(kind, &asset.path).keeps() {
             self.counts.entry(kind).or_default().dropped_filter += 1;
@@ -445,6 +487,12 @@ impl Pipeline {
                 "{confusable} kept assets have names confusable with an exclude pattern \
                  (filter.confusable_with_exclude): a plugin may have renamed what the pattern \
                  meant to drop; filters.include is the boundary, not filters.exclude"
+            ));
+        }
+        for ((kind, problem), n) in &self.contract_problems {
+            self.warnings.push(format!(
+                "dropped {n} {kind} assets breaking asset contract {}: {problem}",
+                contract::CONTRACT_VERSION
             ));
         }
         let files = self.spool.finish()?;
@@ -576,13 +624,16 @@ mod tests {
         p.accept(vec![asset(
             AssetKind::Table,
             "db.s.t",
-            "{\n  \"a\": \"x\\ny\"\r\n}",
+            "{\n  \"comment\": \"x\\ny\"\r\n}",
         )])
         .unwrap();
         let out = p.finish().unwrap();
         let text = std::fs::read_to_string(dir.path().join(&out.files[0].path)).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
-        assert!(text.contains(r#""attributes":{"a":"x\ny"}"#), "{text}");
+        assert!(
+            text.contains(r#""attributes":{"comment":"x\ny"}"#),
+            "{text}"
+        );
     }
 
     #[test]
@@ -692,7 +743,11 @@ mod tests {
         p.accept(vec![
             asset(AssetKind::Column, "db.s.t.a", "{}"),
             // `\u0068` is `h`: the canonical rewrite undoes the escape before the scan
-            asset(AssetKind::Column, "db.s.t.b", r#"{"c":"pw \u0068unter22"}"#),
+            asset(
+                AssetKind::Column,
+                "db.s.t.b",
+                r#"{"comment":"pw \u0068unter22"}"#,
+            ),
             asset(AssetKind::Column, "db.s.t.c", "{}"),
             asset(AssetKind::Column, "db.s.t.d", "{}"),
             asset(AssetKind::Table, "db.s.aHVudGVyMjI", "{}"),
@@ -722,7 +777,7 @@ mod tests {
             .accept(vec![asset(
                 AssetKind::Table,
                 "db.s.t",
-                r#"{"x":"68756e7465723232"}"#,
+                r#"{"comment":"68756e7465723232"}"#,
             )])
             .unwrap_err();
         assert!(matches!(e, PipelineError::SecretDetected(_)), "{e}");
@@ -739,7 +794,7 @@ mod tests {
         p.accept(vec![asset(
             AssetKind::Table,
             "db.s.ok",
-            r#"{"z":"tab\there","a":1}"#,
+            r#"{"comment":"tab\there","row_count_estimate":1}"#,
         )])
         .unwrap();
         let escaped: String = "hunter22"
@@ -750,7 +805,7 @@ mod tests {
             .accept(vec![asset(
                 AssetKind::Table,
                 "db.s.t",
-                &format!(r#"{{"x":"{escaped}"}}"#),
+                &format!(r#"{{"comment":"{escaped}"}}"#),
             )])
             .unwrap_err();
         assert!(matches!(e, PipelineError::SecretDetected(_)), "{e}");
@@ -765,7 +820,7 @@ mod tests {
             ..Limits::default()
         };
         let mut p = pipeline(dir.path(), &limits, &[]);
-        let big = format!("{{\"x\":\"{}\"}}", "a".repeat(2000));
+        let big = format!("{{\"comment\":\"{}\"}}", "a".repeat(2000));
         p.accept(vec![asset(AssetKind::Table, "db.s.big", &big)])
             .unwrap();
         p.accept(vec![asset(AssetKind::Table, "db.s.t", "{}")])

@@ -412,6 +412,7 @@ pub(super) async fn extract(
     );
     let mut manifest = Manifest {
         format: MANIFEST_FORMAT.to_string(),
+        contract: crate::pipeline::contract::CONTRACT_VERSION.to_string(),
         run_id: ctx.run_id.clone(),
         status: "complete".to_string(),
         workflow: config.name.clone(),

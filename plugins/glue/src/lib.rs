@@ -95,7 +95,7 @@ impl Connector for Glue {
         out.emit(
             AssetKind::Database,
             [catalog.as_str()],
-            json!({"source": "aws-glue"}),
+            json!({"engine": "glue"}),
         )?;
         let databases: Vec<Value> = api
             .list("GetDatabases", json!({}), "DatabaseList")
@@ -110,10 +110,12 @@ impl Connector for Glue {
                 AssetKind::Schema,
                 [catalog.as_str(), db_name],
                 json!({
-                    "description": db.get("Description"),
+                    "comment": db.get("Description"),
                     "location": db.get("LocationUri"),
-                    "parameters": db.get("Parameters").cloned().unwrap_or_else(|| json!({})),
-                    "create_time": db.get("CreateTime"),
+                    "extra": {
+                        "parameters": db.get("Parameters").cloned().unwrap_or_else(|| json!({})),
+                        "create_time": db.get("CreateTime"),
+                    },
                 }),
             )?;
             // Pushdown: the host drops everything under an excluded or never-included
@@ -208,53 +210,35 @@ fn emit_table(out: &mut Emitter, catalog: &str, db: &str, t: &Value) -> Result<(
         AssetKind::Table
     };
     let partition_keys: Vec<Value> = t["PartitionKeys"].as_array().cloned().unwrap_or_default();
+    let field = |v: Option<&Value>| v.cloned().unwrap_or(Value::Null);
     let mut attrs = Map::new();
-    attrs.insert(
-        "table_type".into(),
-        t.get("TableType").cloned().unwrap_or(Value::Null),
-    );
-    attrs.insert(
-        "description".into(),
-        t.get("Description").cloned().unwrap_or(Value::Null),
-    );
-    attrs.insert(
-        "owner".into(),
-        t.get("Owner").cloned().unwrap_or(Value::Null),
-    );
-    attrs.insert(
-        "location".into(),
-        sd.get("Location").cloned().unwrap_or(Value::Null),
-    );
-    attrs.insert(
-        "input_format".into(),
-        sd.get("InputFormat").cloned().unwrap_or(Value::Null),
-    );
-    attrs.insert(
-        "output_format".into(),
-        sd.get("OutputFormat").cloned().unwrap_or(Value::Null),
-    );
-    attrs.insert(
-        "serde".into(),
-        sd.pointer("/SerdeInfo/SerializationLibrary")
-            .cloned()
-            .unwrap_or(Value::Null),
-    );
-    attrs.insert(
-        "parameters".into(),
-        t.get("Parameters").cloned().unwrap_or_else(|| json!({})),
-    );
-    attrs.insert(
-        "partition_keys".into(),
-        Value::Array(
-            partition_keys
-                .iter()
-                .filter_map(|k| k["Name"].as_str().map(|n| json!(n)))
-                .collect(),
-        ),
-    );
-    if let Some(text) = t.get("ViewOriginalText") {
-        attrs.insert("view_definition".into(), text.clone());
+    attrs.insert("table_type".into(), field(t.get("TableType")));
+    attrs.insert("comment".into(), field(t.get("Description")));
+    attrs.insert("owner".into(), field(t.get("Owner")));
+    if kind == AssetKind::View {
+        attrs.insert("view_definition".into(), field(t.get("ViewOriginalText")));
+    } else {
+        attrs.insert("location".into(), field(sd.get("Location")));
+        attrs.insert("input_format".into(), field(sd.get("InputFormat")));
+        attrs.insert("output_format".into(), field(sd.get("OutputFormat")));
+        attrs.insert(
+            "serde".into(),
+            field(sd.pointer("/SerdeInfo/SerializationLibrary")),
+        );
+        attrs.insert(
+            "partition_keys".into(),
+            Value::Array(
+                partition_keys
+                    .iter()
+                    .filter_map(|k| k["Name"].as_str().map(|n| json!(n)))
+                    .collect(),
+            ),
+        );
     }
+    attrs.insert(
+        "extra".into(),
+        json!({ "parameters": t.get("Parameters").cloned().unwrap_or_else(|| json!({})) }),
+    );
     out.emit(kind, [catalog, db, name], Value::Object(attrs))?;
 
     let columns = sd["Columns"].as_array().cloned().unwrap_or_default();
@@ -276,7 +260,9 @@ fn emit_table(out: &mut Emitter, catalog: &str, db: &str, t: &Value) -> Result<(
                 "data_type": col.get("Type"),
                 "comment": col.get("Comment"),
                 "partition_key": is_partition,
-                "parameters": col.get("Parameters").cloned().unwrap_or_else(|| json!({})),
+                "extra": {
+                    "parameters": col.get("Parameters").cloned().unwrap_or_else(|| json!({})),
+                },
             }),
         )?;
     }

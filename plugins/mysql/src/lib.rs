@@ -334,7 +334,8 @@ fn emit_tables(conn: &Connection, selection: &Selection, out: &mut Emitter) -> R
     let (cond, params) = selection.condition("TABLE_SCHEMA", Some("TABLE_NAME"), true);
     let sql = format!(
         "SELECT TABLE_SCHEMA AS db, TABLE_NAME AS name, TABLE_TYPE AS type, ENGINE AS engine, \
-         TABLE_ROWS AS row_count, TABLE_COMMENT AS comment \
+         TABLE_ROWS AS row_count, TABLE_COMMENT AS comment, TABLE_COLLATION AS collation, \
+         AUTO_INCREMENT AS auto_increment \
          FROM information_schema.TABLES WHERE TABLE_TYPE <> 'VIEW' AND {cond} \
          ORDER BY CAST(TABLE_SCHEMA AS BINARY), CAST(TABLE_NAME AS BINARY)"
     );
@@ -350,6 +351,8 @@ fn emit_tables(conn: &Connection, selection: &Selection, out: &mut Emitter) -> R
                 "engine": row.text("engine")?,
                 "comment": non_empty(row.text("comment")?),
                 "row_count_estimate": row.int("row_count")?,
+                "collation": row.text("collation")?,
+                "auto_increment": row.int("auto_increment")?,
             }),
         )?;
         if i % 1000 == 999 {
@@ -413,7 +416,9 @@ fn emit_columns(
     let sql = format!(
         "SELECT TABLE_SCHEMA AS db, TABLE_NAME AS tbl, COLUMN_NAME AS name, \
          ORDINAL_POSITION AS ordinal, COLUMN_TYPE AS data_type, IS_NULLABLE AS nullable, \
-         COLUMN_DEFAULT AS dflt, COLUMN_COMMENT AS comment \
+         COLUMN_DEFAULT AS dflt, COLUMN_COMMENT AS comment, EXTRA AS extra, \
+         GENERATION_EXPRESSION AS generation_expression, COLLATION_NAME AS collation, \
+         CHARACTER_SET_NAME AS charset \
          FROM information_schema.COLUMNS WHERE {cond} \
          ORDER BY CAST(TABLE_SCHEMA AS BINARY), CAST(TABLE_NAME AS BINARY), ORDINAL_POSITION"
     );
@@ -434,6 +439,13 @@ fn emit_columns(
             current = Some(key);
         }
         let pk_position = table_pk.iter().find(|(c, _)| *c == name).map(|(_, p)| *p);
+        let extra = Extra::parse(row.text_ref("extra")?.as_deref().unwrap_or(""));
+        let generated = extra.generated.map(|kind| {
+            Ok::<_, Error>(json!({
+                "kind": kind,
+                "expression": non_empty(row.text("generation_expression")?),
+            }))
+        });
         out.emit(
             AssetKind::Column,
             [&db, &db, &table, &name],
@@ -441,13 +453,56 @@ fn emit_columns(
                 "ordinal": row.int("ordinal")?,
                 "data_type": row.string("data_type")?,
                 "nullable": row.string("nullable")? == "YES",
-                "default": row.text("dflt")?,
+                // A generated column's "default" is its expression (MariaDB reports it so).
+                "default": if generated.is_some() { None } else { row.text("dflt")? },
+                "generated": generated.transpose()?,
+                "auto_increment": extra.auto_increment,
+                "on_update": extra.on_update,
+                "collation": row.text("collation")?,
+                "character_set": row.text("charset")?,
                 "comment": non_empty(row.text("comment")?),
                 "primary_key_position": pk_position,
             }),
         )?;
     }
     Ok(())
+}
+
+/// What `information_schema.COLUMNS.EXTRA` says: `auto_increment`, `on update
+/// CURRENT_TIMESTAMP` (MariaDB: `on update current_timestamp()`), `VIRTUAL GENERATED`,
+/// `STORED GENERATED` (MariaDB before 10.2: `PERSISTENT`), `DEFAULT_GENERATED`.
+#[derive(Debug, Default, PartialEq)]
+struct Extra {
+    auto_increment: bool,
+    on_update: Option<String>,
+    generated: Option<&'static str>,
+}
+
+impl Extra {
+    fn parse(extra: &str) -> Extra {
+        let lower = extra.to_ascii_lowercase();
+        let on_update = lower.find("on update ").map(|at| {
+            let rest = extra[at + "on update ".len()..].trim();
+            // The expression runs to the end or to the next keyword MySQL appends.
+            let end = rest
+                .find(" INVISIBLE")
+                .or_else(|| rest.find(" invisible"))
+                .unwrap_or(rest.len());
+            rest[..end].trim().to_string()
+        });
+        let generated = if lower.contains("stored generated") || lower.contains("persistent") {
+            Some("stored")
+        } else if lower.contains("virtual generated") || lower.contains("virtual") {
+            Some("virtual")
+        } else {
+            None
+        };
+        Extra {
+            auto_increment: lower.contains("auto_increment"),
+            on_update,
+            generated,
+        }
+    }
 }
 
 /// One key being assembled from its column rows.
@@ -595,7 +650,7 @@ fn emit_indexes(conn: &Connection, selection: &Selection, out: &mut Emitter) -> 
                 "unique": !row.bool("non_unique")?.unwrap_or(true),
                 "primary": name == "PRIMARY",
                 "columns": [],
-                "index_type": row.text("index_type")?,
+                "method": row.text("index_type")?,
             });
             current = Some((db, table, name, attrs));
         }

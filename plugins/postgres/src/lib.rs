@@ -243,6 +243,8 @@ fn extract_database(
                     "max_value": row.int("max_value")?,
                     "cycle": row.bool("cycle")?,
                     "comment": row.text("comment")?,
+                    "owner": row.text("owner")?,
+                    "extension": row.text("extension")?,
                 }),
             )?;
         }
@@ -298,6 +300,7 @@ fn emit_relation(out: &mut Emitter, scope: &Scope, db: &str, row: &Row) -> Resul
                     "partition_of": partition_of,
                     "partition_bound": row.text("partition_bound")?,
                     "owner": row.text("owner")?,
+                    "extension": row.text("extension")?,
                 }),
             )
         }
@@ -309,6 +312,7 @@ fn emit_relation(out: &mut Emitter, scope: &Scope, db: &str, row: &Row) -> Resul
                 "view_definition": row.text("view_definition")?,
                 "comment": comment,
                 "owner": row.text("owner")?,
+                "extension": row.text("extension")?,
             }),
         ),
         "m" if scope.wants(AssetKind::MaterializedView) => emit(
@@ -320,6 +324,7 @@ fn emit_relation(out: &mut Emitter, scope: &Scope, db: &str, row: &Row) -> Resul
                 "comment": comment,
                 "row_count_estimate": estimate,
                 "owner": row.text("owner")?,
+                "extension": row.text("extension")?,
             }),
         ),
         _ => Ok(()),
@@ -352,6 +357,8 @@ fn emit_function(out: &mut Emitter, scope: &Scope, db: &str, row: &Row) -> Resul
             "return_type": row.text("return_type")?,
             "language": row.text("language")?,
             "comment": row.text("comment")?,
+            "owner": row.text("owner")?,
+            "extension": row.text("extension")?,
         }),
     )
 }
@@ -364,10 +371,18 @@ struct ColumnAttrs<'r> {
     data_type: Option<Cow<'r, str>>,
     nullable: Option<bool>,
     default: Option<Cow<'r, str>>,
-    generated: Option<Cow<'r, str>>,
+    generated: Option<Generated<'r>>,
     identity: Option<Cow<'r, str>>,
+    collation: Option<Cow<'r, str>>,
     comment: Option<Cow<'r, str>>,
     primary_key_position: Option<i64>,
+}
+
+/// A generated column: `stored` (or, from PostgreSQL 18, `virtual`) and its expression.
+#[derive(serde::Serialize)]
+struct Generated<'r> {
+    kind: Cow<'r, str>,
+    expression: Option<Cow<'r, str>>,
 }
 
 fn emit_column(out: &mut Emitter, db: &str, row: &Row) -> Result<(), Error> {
@@ -389,8 +404,15 @@ fn emit_column(out: &mut Emitter, db: &str, row: &Row) -> Result<(), Error> {
             data_type: row.text_ref("data_type")?,
             nullable: row.bool("nullable")?,
             default: row.text_ref("column_default")?,
-            generated: row.text_ref("generation_expression")?,
+            generated: match row.text_ref("generated_kind")? {
+                Some(kind) => Some(Generated {
+                    kind,
+                    expression: row.text_ref("generation_expression")?,
+                }),
+                None => None,
+            },
             identity: row.text_ref("identity")?,
+            collation: row.text_ref("collation")?,
             comment: row.text_ref("comment")?,
             primary_key_position: row.int("primary_key_position")?,
         },
@@ -532,21 +554,25 @@ impl Queries {
                  pn.nspname AS parent_schema, pc.relname AS parent_name, \
                  CASE WHEN c.relispartition THEN pg_catalog.pg_get_expr(c.relpartbound, c.oid) END AS partition_bound, \
                  CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END AS view_definition, \
-                 pg_catalog.pg_get_userbyid(c.relowner) AS owner \
+                 pg_catalog.pg_get_userbyid(c.relowner) AS owner, \
+                 {} AS extension \
                  FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  LEFT JOIN pg_catalog.pg_inherits i ON c.relispartition AND i.inhrelid = c.oid \
                  LEFT JOIN pg_catalog.pg_class pc ON pc.oid = i.inhparent \
                  LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace \
                  WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') AND {USER_SCHEMA} AND {rel} \
-                 ORDER BY 1, 2"
+                 ORDER BY 1, 2",
+                owning_extension("pg_class", "c.oid")
             ),
             sequences: format!(
                 "SELECT n.nspname AS schema_name, c.relname AS name, \
                  pg_catalog.format_type(s.seqtypid, NULL) AS data_type, \
                  s.seqstart AS start_value, s.seqincrement AS increment, \
                  s.seqmin AS min_value, s.seqmax AS max_value, s.seqcycle AS cycle, \
-                 pg_catalog.obj_description(c.oid, 'pg_class') AS comment \
+                 pg_catalog.obj_description(c.oid, 'pg_class') AS comment, \
+                 pg_catalog.pg_get_userbyid(c.relowner) AS owner, \
+                 {} AS extension \
                  FROM pg_catalog.pg_sequence s \
                  JOIN pg_catalog.pg_class c ON c.oid = s.seqrelid \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -554,7 +580,8 @@ impl Queries {
                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep \
                    WHERE dep.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
                    AND dep.objid = c.oid AND dep.deptype = 'i') \
-                 ORDER BY 1, 2"
+                 ORDER BY 1, 2",
+                owning_extension("pg_class", "c.oid")
             ),
             functions: format!(
                 "SELECT f.* FROM (SELECT n.nspname AS schema_name, p.proname AS name, \
@@ -563,12 +590,15 @@ impl Queries {
                  pg_catalog.pg_get_function_arguments(p.oid) AS arguments, \
                  p.prokind::text AS kind, l.lanname AS language, \
                  CASE WHEN p.prokind <> 'p' THEN pg_catalog.pg_get_function_result(p.oid) END AS return_type, \
-                 pg_catalog.obj_description(p.oid, 'pg_proc') AS comment \
+                 pg_catalog.obj_description(p.oid, 'pg_proc') AS comment, \
+                 pg_catalog.pg_get_userbyid(p.proowner) AS owner, \
+                 {} AS extension \
                  FROM pg_catalog.pg_proc p \
                  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
                  JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
                  WHERE {USER_SCHEMA}) AS f \
                  WHERE {} ORDER BY 1, 3",
+                owning_extension("pg_proc", "p.oid"),
                 not_excluded("f.schema_name", Some("f.signature"))
             ),
             columns: format!(
@@ -578,7 +608,12 @@ impl Queries {
                  NOT a.attnotnull AS nullable, \
                  CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END AS column_default, \
                  CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END AS generation_expression, \
-                 CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' END AS identity, \
+                 CASE a.attgenerated WHEN 's' THEN 'stored' WHEN 'v' THEN 'virtual' END AS generated_kind, \
+                 CASE a.attidentity WHEN 'a' THEN 'always' WHEN 'd' THEN 'by_default' END AS identity, \
+                 (SELECT CASE WHEN cn.nspname = 'pg_catalog' THEN co.collname::text \
+                     ELSE cn.nspname || '.' || co.collname END \
+                   FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace \
+                   WHERE co.oid = a.attcollation AND (cn.nspname <> 'pg_catalog' OR co.collname <> 'default')) AS collation, \
                  pg_catalog.col_description(c.oid, a.attnum) AS comment, \
                  pg_catalog.array_position(pk.conkey, a.attnum)::int8 AS primary_key_position \
                  FROM pg_catalog.pg_attribute a \
@@ -641,6 +676,18 @@ impl Queries {
             ),
         }
     }
+}
+
+/// SQL naming the extension that owns the object `oid` of catalog `catalog` (`CREATE
+/// EXTENSION` made it), or NULL.
+fn owning_extension(catalog: &str, oid: &str) -> String {
+    format!(
+        "(SELECT e.extname FROM pg_catalog.pg_depend ext \
+         JOIN pg_catalog.pg_extension e ON e.oid = ext.refobjid \
+         WHERE ext.classid = 'pg_catalog.{catalog}'::pg_catalog.regclass AND ext.objid = {oid} \
+         AND ext.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass \
+         AND ext.deptype = 'e' LIMIT 1)"
+    )
 }
 
 /// The referential action names information_schema uses.

@@ -28,10 +28,13 @@ struct Options {
 
 struct Sqlite;
 
-/// Tables and views of the main schema, without SQLite's internal tables.
-const OBJECTS: &str = "SELECT name, type, sql FROM main.sqlite_schema \
-     WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
-     ORDER BY name";
+/// Tables and views of the main schema, without SQLite's internal tables; `pragma_table_list`
+/// says what each really is (a shadow table of a virtual table, WITHOUT ROWID, STRICT).
+const OBJECTS: &str = "SELECT m.name, m.type, m.sql, t.type AS list_type, t.wr, t.strict \
+     FROM main.sqlite_schema AS m \
+     LEFT JOIN pragma_table_list AS t ON t.schema = 'main' AND t.name = m.name \
+     WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+     ORDER BY m.name";
 
 const COLUMNS: &str = "SELECT m.name AS table_name, p.cid, p.name, p.type, p.\"notnull\", \
      p.dflt_value, p.pk, p.hidden \
@@ -39,9 +42,14 @@ const COLUMNS: &str = "SELECT m.name AS table_name, p.cid, p.name, p.type, p.\"n
      WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
      ORDER BY m.name, p.cid";
 
+/// A foreign key written without a column list references the parent's primary key: its
+/// `to` is NULL and the parent's key column of the same position stands in.
 const FOREIGN_KEYS: &str = "SELECT m.name AS table_name, f.id, f.seq, f.\"table\" AS ref_table, \
-     f.\"from\" AS from_column, f.\"to\" AS to_column, f.on_update, f.on_delete, f.\"match\" \
+     f.\"from\" AS from_column, COALESCE(f.\"to\", pk.name) AS to_column, f.on_update, \
+     f.on_delete, f.\"match\" \
      FROM main.sqlite_schema AS m JOIN pragma_foreign_key_list(m.name, 'main') AS f \
+     LEFT JOIN pragma_table_info(f.\"table\", 'main') AS pk \
+       ON f.\"to\" IS NULL AND pk.pk = f.seq + 1 \
      WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
      ORDER BY m.name, f.id, f.seq";
 
@@ -110,13 +118,24 @@ impl Connector for Sqlite {
 
         let objects = conn.query_all(OBJECTS, &[])?;
         let total = objects.len() as u64;
+        let virtual_tables: Vec<String> = objects
+            .iter()
+            .filter(|r| r.text_ref("list_type").ok().flatten().as_deref() == Some("virtual"))
+            .filter_map(|r| r.string("name").ok())
+            .collect();
+        let mut ddl = std::collections::HashMap::new();
         for (i, row) in objects.iter().enumerate() {
-            emit_object(out, scope, &db_name, schema, row)?;
+            emit_object(out, scope, &db_name, schema, row, &virtual_tables)?;
+            if row.text_ref("type")?.as_deref() == Some("table") {
+                if let (Ok(name), Ok(Some(sql))) = (row.string("name"), row.text("sql")) {
+                    ddl.insert(name, sql);
+                }
+            }
             airlock_sdk::log::progress(i as u64 + 1, Some(total));
         }
         if scope.wants(AssetKind::Column) {
             for row in conn.query(COLUMNS, &[])? {
-                emit_column(out, &db_name, schema, &row?)?;
+                emit_column(out, &db_name, schema, &row?, &ddl)?;
             }
         }
         if scope.wants(AssetKind::ForeignKey) {
@@ -135,6 +154,7 @@ fn emit_object(
     db: &str,
     schema: &str,
     row: &Row,
+    virtual_tables: &[String],
 ) -> Result<(), Error> {
     let name = row.string("name")?;
     let sql = row.text("sql")?;
@@ -145,15 +165,33 @@ fn emit_object(
             json!({ "view_definition": sql }),
         ),
         "table" if scope.wants(AssetKind::Table) => {
-            let ddl = sql.clone().unwrap_or_default().to_ascii_uppercase();
-            let virtual_table = ddl.starts_with("CREATE VIRTUAL TABLE");
+            let list_type = row.text("list_type")?.unwrap_or_else(|| "table".into());
+            let module = match list_type.as_str() {
+                "virtual" => sql.as_deref().and_then(ddl::virtual_module),
+                _ => None,
+            };
+            // A shadow table is named after its virtual table: `<vtab>_<suffix>`.
+            let shadow_of = match list_type.as_str() {
+                "shadow" => virtual_tables
+                    .iter()
+                    .filter(|v| {
+                        name.len() > v.len() + 1
+                            && name.starts_with(v.as_str())
+                            && name.as_bytes()[v.len()] == b'_'
+                    })
+                    .max_by_key(|v| v.len())
+                    .cloned(),
+                _ => None,
+            };
             out.emit(
                 AssetKind::Table,
                 [db, schema, &name],
                 json!({
-                    "table_type": if virtual_table { "virtual" } else { "table" },
-                    "without_rowid": ddl.contains("WITHOUT ROWID"),
-                    "strict": ddl.trim_end().ends_with("STRICT") || ddl.contains("STRICT,"),
+                    "table_type": list_type,
+                    "without_rowid": row.bool("wr")?.unwrap_or(false),
+                    "strict": row.bool("strict")?.unwrap_or(false),
+                    "virtual_module": module,
+                    "shadow_of": shadow_of,
                     "ddl": sql,
                 }),
             )
@@ -162,12 +200,38 @@ fn emit_object(
     }
 }
 
-fn emit_column(out: &mut Emitter, db: &str, schema: &str, row: &Row) -> Result<(), Error> {
+fn emit_column(
+    out: &mut Emitter,
+    db: &str,
+    schema: &str,
+    row: &Row,
+    ddl: &std::collections::HashMap<String, String>,
+) -> Result<(), Error> {
+    let hidden = row.int("hidden")?.unwrap_or(0);
+    // Hidden columns of a virtual table (an FTS table's own name column, `rank`) are the
+    // module's, not the table's: SQLite's `table_info` leaves them out too.
+    if hidden == 1 {
+        return Ok(());
+    }
     let table = row.string("table_name")?;
     let name = row.string("name")?;
     let ordinal = row.int("cid")?.unwrap_or(0) + 1;
     let pk = row.int("pk")?.unwrap_or(0);
-    let hidden = row.int("hidden")?.unwrap_or(0);
+    let def = ddl
+        .get(&table)
+        .and_then(|sql| ddl::column_definition(sql, &name));
+    let generated = match hidden {
+        2 => Some("virtual"),
+        3 => Some("stored"),
+        _ => None,
+    }
+    .map(|kind| {
+        json!({
+            "kind": kind,
+            "expression": def.as_deref().and_then(ddl::generated_expression),
+        })
+    });
+    let upper = def.as_deref().map(str::to_ascii_uppercase);
     out.emit(
         AssetKind::Column,
         [db, schema, &table, &name],
@@ -177,7 +241,9 @@ fn emit_column(out: &mut Emitter, db: &str, schema: &str, row: &Row) -> Result<(
             "nullable": !row.bool("notnull")?.unwrap_or(false),
             "default": row.text("dflt_value")?,
             "primary_key_position": if pk > 0 { Some(pk) } else { None },
-            "generated": match hidden { 2 => Some("virtual"), 3 => Some("stored"), _ => None },
+            "generated": generated,
+            "auto_increment": upper.as_deref().is_some_and(|d| d.contains("AUTOINCREMENT")),
+            "collation": def.as_deref().and_then(ddl::collation),
         }),
     )
 }
@@ -207,7 +273,6 @@ fn emit_foreign_keys(
                 table.clone(),
                 id,
                 json!({
-                    "id": id,
                     "columns": [],
                     "referenced_schema": schema,
                     "referenced_table": row.string("ref_table")?,
@@ -283,6 +348,174 @@ fn file_stem(path: &str) -> String {
     match file.rsplit_once('.') {
         Some((stem, _)) if !stem.is_empty() => stem.to_string(),
         _ => file.to_string(),
+    }
+}
+
+/// What the catalog pragmas do not say, read from a table's `CREATE` statement: SQLite keeps
+/// it as written, so a small tokenizer over it (quotes and parentheses respected) is exact.
+mod ddl {
+    /// The module of `CREATE VIRTUAL TABLE t USING module(...)`.
+    pub fn virtual_module(sql: &str) -> Option<String> {
+        let tokens = tokens(sql);
+        let at = tokens
+            .iter()
+            .position(|t| t.eq_ignore_ascii_case("USING"))?;
+        tokens.get(at + 1).map(|m| unquote(m).to_ascii_lowercase())
+    }
+
+    /// The definition of column `name` inside `CREATE TABLE t (...)`.
+    pub fn column_definition(sql: &str, name: &str) -> Option<String> {
+        let open = sql.find('(')?;
+        let body = &sql[open + 1..];
+        for part in split_top_level(body) {
+            let tokens = tokens(part);
+            if tokens
+                .first()
+                .is_some_and(|t| unquote(t).eq_ignore_ascii_case(name))
+            {
+                return Some(part.trim().to_string());
+            }
+        }
+        None
+    }
+
+    /// The expression of `... [GENERATED ALWAYS] AS (expr) ...`.
+    pub fn generated_expression(def: &str) -> Option<String> {
+        let tokens = tokens(def);
+        let at = tokens.iter().position(|t| t.eq_ignore_ascii_case("AS"))?;
+        let expr = tokens.get(at + 1)?;
+        expr.strip_prefix('(')
+            .and_then(|e| e.strip_suffix(')'))
+            .map(|e| e.trim().to_string())
+    }
+
+    /// The collation of `... COLLATE name ...`.
+    pub fn collation(def: &str) -> Option<String> {
+        let tokens = tokens(def);
+        let at = tokens
+            .iter()
+            .position(|t| t.eq_ignore_ascii_case("COLLATE"))?;
+        tokens.get(at + 1).map(|c| unquote(c).to_string())
+    }
+
+    /// Splits at commas outside quotes and parentheses, up to the closing parenthesis.
+    fn split_top_level(body: &str) -> Vec<&str> {
+        let mut parts = Vec::new();
+        let (mut depth, mut start, mut quote) = (0i32, 0usize, None::<char>);
+        for (i, c) in body.char_indices() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"' | '`') => quote = Some(c),
+                (None, '[') => quote = Some(']'),
+                (None, '(') => depth += 1,
+                (None, ')') if depth == 0 => {
+                    parts.push(&body[start..i]);
+                    return parts;
+                }
+                (None, ')') => depth -= 1,
+                (None, ',') if depth == 0 => {
+                    parts.push(&body[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        parts.push(&body[start..]);
+        parts
+    }
+
+    /// Words, quoted names and parenthesised groups (kept whole, with their parentheses).
+    fn tokens(text: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        let bytes: Vec<(usize, char)> = text.char_indices().collect();
+        let mut i = 0;
+        while i < bytes.len() {
+            let (start, c) = bytes[i];
+            if c.is_whitespace() || c == ',' {
+                i += 1;
+                continue;
+            }
+            let close = match c {
+                '\'' | '"' | '`' => Some(c),
+                '[' => Some(']'),
+                _ => None,
+            };
+            let mut j = i + 1;
+            if let Some(q) = close {
+                while j < bytes.len() && bytes[j].1 != q {
+                    j += 1;
+                }
+                j = (j + 1).min(bytes.len());
+            } else if c == '(' {
+                let mut depth = 1;
+                let mut quote = None::<char>;
+                while j < bytes.len() && depth > 0 {
+                    let d = bytes[j].1;
+                    match (quote, d) {
+                        (Some(q), d) if d == q => quote = None,
+                        (Some(_), _) => {}
+                        (None, '\'' | '"' | '`') => quote = Some(d),
+                        (None, '(') => depth += 1,
+                        (None, ')') => depth -= 1,
+                        _ => {}
+                    }
+                    j += 1;
+                }
+            } else {
+                while j < bytes.len()
+                    && !bytes[j].1.is_whitespace()
+                    && !matches!(bytes[j].1, '(' | ',' | '\'' | '"' | '`' | '[')
+                {
+                    j += 1;
+                }
+            }
+            let end = bytes.get(j).map(|b| b.0).unwrap_or(text.len());
+            out.push(&text[start..end]);
+            i = j;
+        }
+        out
+    }
+
+    fn unquote(t: &str) -> &str {
+        let t = t.trim();
+        for (open, close) in [('"', '"'), ('`', '`'), ('[', ']'), ('\'', '\'')] {
+            if let Some(inner) = t.strip_prefix(open).and_then(|t| t.strip_suffix(close)) {
+                return inner;
+            }
+        }
+        t
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn reads_columns_expressions_collations_and_modules() {
+            let sql = "CREATE TABLE \"t x\" (id INTEGER PRIMARY KEY AUTOINCREMENT, \
+                       name TEXT COLLATE NOCASE, \"full, name\" TEXT GENERATED ALWAYS AS \
+                       (name || ' (' || id || ')') STORED, total AS (id * 2), \
+                       CHECK (id > 0))";
+            let def = column_definition(sql, "full, name").unwrap();
+            assert_eq!(
+                generated_expression(&def).as_deref(),
+                Some("name || ' (' || id || ')'")
+            );
+            let total = column_definition(sql, "total").unwrap();
+            assert_eq!(generated_expression(&total).as_deref(), Some("id * 2"));
+            let name = column_definition(sql, "name").unwrap();
+            assert_eq!(collation(&name).as_deref(), Some("NOCASE"));
+            assert_eq!(generated_expression(&name), None);
+            assert!(column_definition(sql, "id")
+                .unwrap()
+                .contains("AUTOINCREMENT"));
+            assert_eq!(column_definition(sql, "missing"), None);
+            assert_eq!(
+                virtual_module("CREATE VIRTUAL TABLE docs USING fts5(title, body)").as_deref(),
+                Some("fts5")
+            );
+        }
     }
 }
 

@@ -125,8 +125,8 @@ struct Context<'a> {
 }
 
 impl PgDb {
-    /// Connects, negotiates TLS as `params.tls` says, logs in and makes the session
-    /// read-only.
+    /// Connects, negotiates TLS as `params.tls` says, logs in, makes the session read-only
+    /// and pins its `search_path` to `pg_catalog`.
     pub async fn connect(params: &ConnectParams) -> Result<PgDb, SqlError> {
         let target = format!("{}:{}", params.host, params.port);
         let ctx = Context {
@@ -183,7 +183,12 @@ impl PgDb {
         };
         tokio::time::timeout(
             params.connect_timeout,
-            client.batch_execute("SET default_transaction_read_only = on"),
+            // search_path pinned to pg_catalog: type names, defaults and view definitions
+            // print schema-qualified whatever the role's search_path (`public.geometry`,
+            // `nextval('s.seq'::regclass)`), and operators resolve in pg_catalog only.
+            client.batch_execute(
+                "SET default_transaction_read_only = on; SET search_path = pg_catalog",
+            ),
         )
         .await
         .map_err(|_| timed_out(&ctx, params.connect_timeout))?

@@ -51,6 +51,9 @@ const READ_PRAGMAS: &[&str] = &[
     "page_size",
     "page_count",
     "freelist_count",
+    // FTS5 reads it itself when a statement touches a full-text table (a change counter,
+    // no data).
+    "data_version",
 ];
 
 /// Catalog relations every plugin may read (the schema itself and the eponymous virtual
@@ -105,6 +108,31 @@ const ALLOWED_FUNCTIONS: &[&str] = &[
     "char",
     "unicode",
 ];
+
+/// Connects every virtual table of the main schema once, before the authorizer is installed.
+/// A virtual table reads its own shadow tables when it connects (FTS5 its `_config`, R*Tree
+/// its `_node`), which the authorizer would refuse as data reads; connected, it stays so for
+/// the connection, and catalog reads of it (`pragma_table_xinfo`) read no data. A table whose
+/// module is missing stays unconnected (reading it fails as it would anyway).
+fn connect_virtual_tables(conn: &rusqlite::Connection) {
+    let names: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM main.sqlite_schema \
+             WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get::<_, String>(0))
+                .map(|rows| rows.flatten().collect())
+        })
+        .unwrap_or_default();
+    for name in names {
+        let _ = conn.query_row(
+            "SELECT count(*) FROM pragma_table_xinfo(?1, 'main')",
+            [&name],
+            |_| Ok(()),
+        );
+    }
+}
 
 /// What the authorizer allows beyond the catalog, and what it refused last.
 struct SqliteGuard {
@@ -294,6 +322,7 @@ impl SqliteDb {
         ))
         .map_err(|e| SqlError::Source(format!("cannot configure {}: {e}", path.display())))?;
         conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES);
+        connect_virtual_tables(&conn);
         let guard = Arc::new(SqliteGuard {
             database: path
                 .file_stem()

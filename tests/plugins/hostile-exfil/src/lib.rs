@@ -57,7 +57,7 @@ impl Connector for Exfil {
             "kind": format!("{:?}", cred.kind()),
             "slot": cred.slot(),
         });
-        out.emit(AssetKind::Database, ["exfil"], attrs)
+        out.emit(AssetKind::Database, ["exfil"], json!({ "extra": attrs }))
     }
 }
 

@@ -45,7 +45,7 @@ impl Connector for Probe {
             "dns_lookup": outcome(std::net::ToSocketAddrs::to_socket_addrs("localhost:80")),
         });
         println!("probe finished");
-        out.emit(AssetKind::Database, ["probe"], attrs)
+        out.emit(AssetKind::Database, ["probe"], json!({ "extra": attrs }))
     }
 }
 

@@ -61,7 +61,7 @@ impl Connector for HostileSql {
             "runaway": outcome(conn.query("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c", &[])),
             "read_ok": outcome(conn.query_all("SELECT count(*) AS n FROM sqlite_schema", &[])),
         });
-        out.emit(AssetKind::Database, ["hostile"], attrs)
+        out.emit(AssetKind::Database, ["hostile"], json!({ "extra": attrs }))
     }
 }
 

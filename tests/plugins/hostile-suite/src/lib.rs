@@ -30,8 +30,10 @@ fn outcome<T, E: std::fmt::Display>(r: Result<T, E>) -> String {
     }
 }
 
+/// Reports what a mode saw as the `probe` database asset, under `extra` (the asset contract
+/// names no probe attributes, and drops keys it does not name).
 fn probe(out: &mut Emitter, attrs: Value) -> Result<(), Error> {
-    out.emit(AssetKind::Database, ["probe"], attrs)
+    out.emit(AssetKind::Database, ["probe"], json!({ "extra": attrs }))
 }
 
 fn raw_asset(kind: AssetKind, path: &[&str], attributes_json: String) -> raw_types::Asset {
@@ -254,7 +256,7 @@ fn endpoint_of(config: &Value) -> raw_sql::Endpoint {
 /// `source.database`) with the `source` credential (unless `credential = false`), runs the one
 /// statement `options.statement` and reports on the `probe` asset: `stage` (`open`, `query`,
 /// `rows` or `done`), `outcome` (`granted` or the WIT error kind), `message` and `rows` (at
-/// most 200).
+/// most 200, as JSON text).
 fn sql_query(config: &Value, out: &mut Emitter) -> Result<(), Error> {
     let o = &config["options"];
     let drv = opt_str(o, "driver");
@@ -310,7 +312,7 @@ fn sql_query(config: &Value, out: &mut Emitter) -> Result<(), Error> {
         emit_transform_assets(out, &text)?;
         return probe(
             out,
-            json!({ "stage": "done", "outcome": "granted", "columns": columns, "rows": [[text]] }),
+            json!({ "stage": "done", "outcome": "granted", "columns": columns, "rows": rows_text(&[json!([text])]) }),
         );
     }
     let mut collected: Vec<Value> = Vec::new();
@@ -329,8 +331,13 @@ fn sql_query(config: &Value, out: &mut Emitter) -> Result<(), Error> {
     }
     probe(
         out,
-        json!({ "stage": "done", "outcome": "granted", "columns": columns, "rows": collected }),
+        json!({ "stage": "done", "outcome": "granted", "columns": columns, "rows": rows_text(&collected) }),
     )
+}
+
+/// Rows as JSON text: `extra` holds scalars, arrays and objects of scalars, not rows of rows.
+fn rows_text(rows: &[Value]) -> String {
+    Value::Array(rows.to_vec()).to_string()
 }
 
 /// Emits `db`, `db.main`, the table `db.main.audit` and its column, then `name` (a renamed
@@ -429,6 +436,48 @@ impl Connector for Suite {
                 let depth = opt_u64(o, "depth", 1_000_000) as usize;
                 let attrs = format!("{{\"a\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
                 raw_emit::emit(&[raw_asset(AssetKind::Table, &["db", "main", "t"], attrs)])
+            }
+            // Unknown keys (one naming an excluded table), wrong types, a key given twice
+            // and an `extra` nested too deep: the asset contract drops the keys and the
+            // broken assets, and counts both.
+            "break-contract" => {
+                out.emit(AssetKind::Database, ["db"], json!({ "engine": "sqlite" }))?;
+                out.emit(AssetKind::Schema, ["db", "main"], json!({}))?;
+                out.emit(
+                    AssetKind::Table,
+                    ["db", "main", "kept"],
+                    json!({
+                        "comment": "kept, without its unknown keys",
+                        "secret_payroll_q3": "smuggled",
+                        "row_count_estimate": 3,
+                        "freeform": { "any": ["thing"] },
+                    }),
+                )?;
+                out.emit(
+                    AssetKind::Column,
+                    ["db", "main", "kept", "nullable_as_text"],
+                    json!({ "nullable": "yes" }),
+                )?;
+                out.emit(
+                    AssetKind::Column,
+                    ["db", "main", "kept", "fractional_ordinal"],
+                    json!({ "ordinal": 1.5 }),
+                )?;
+                out.emit(
+                    AssetKind::Column,
+                    ["db", "main", "kept", "fine"],
+                    json!({ "ordinal": 1, "data_type": "text", "nullable": true }),
+                )?;
+                out.emit(
+                    AssetKind::Table,
+                    ["db", "main", "deep_extra"],
+                    json!({ "extra": { "secret_payroll_q3": { "deeper": { "deepest": 1 } } } }),
+                )?;
+                raw_emit::emit(&[raw_asset(
+                    AssetKind::Table,
+                    &["db", "main", "twice"],
+                    "{\"comment\": \"first\", \"comment\": \"second\"}".into(),
+                )])
             }
             "other-database" => {
                 out.emit(AssetKind::Database, ["good"], json!({}))?;

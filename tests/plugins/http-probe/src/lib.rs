@@ -66,7 +66,8 @@ impl Connector for Probe {
         out.emit(
             AssetKind::Database,
             ["probe"],
-            serde_json::json!({"status": resp.status, "body": resp.text(), "saw_auth": saw_auth}),
+            // Under `extra`: the asset contract names no probe attributes.
+            serde_json::json!({"extra": {"status": resp.status, "body": resp.text(), "saw_auth": saw_auth}}),
         )
     }
 }

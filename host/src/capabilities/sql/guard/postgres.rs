@@ -45,7 +45,8 @@
 //! tree, whatever thread the host calls from.
 //!
 //! **Limits** (name resolution the server does, which no parse tree shows): operators are
-//! checked by symbol and resolved by the server through the `search_path`; and PostgreSQL's
+//! checked by symbol and resolved by the server through the `search_path` (which the host pins
+//! to `pg_catalog` on every session it opens); and PostgreSQL's
 //! functional notation makes `t.f` a call of `f(t)` when `t` has no column `f`, which reaches
 //! functions of one composite or polymorphic argument (in stock `pg_catalog` only pure ones:
 //! `to_json`, `row_to_json`, `pg_column_size`, ...). Either needs an object that a database

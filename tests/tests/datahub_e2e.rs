@@ -1,0 +1,292 @@
+//! The DataHub format against the real DataHub CLI (`acryl-datahub`, see
+//! `scripts/setup-datahub`), on SQLite, PostgreSQL and MariaDB databases with views, foreign
+//! keys, comments and non-ASCII names:
+//! - `airlock export --format datahub` writes a file that `datahub ingest` reads without error
+//!   into a `file` sink and into its embedded `datahub-lite` store;
+//! - DataHub's own source, run on the same database, produces the same dataset and container
+//!   URNs and the same field paths.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use airlock_tests::datahub::{Datahub, Entities};
+use airlock_tests::mariadb::MariaDb;
+use airlock_tests::postgres::PgCluster;
+use airlock_tests::{airlock_command, plugin, run_in, runtime, verify_run_dir, Home, Workspace};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn assert_ran(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// Exports the run to `<ws>/airlock-datahub.json` with `extra` arguments; returns the path.
+fn export(ws: &Workspace, run_dir: &Path, extra: &[&str]) -> PathBuf {
+    let out = ws.path().join("airlock-datahub.json");
+    let mut cmd = airlock_command(ws);
+    cmd.args(["export", "--format", "datahub"])
+        .arg(run_dir)
+        .arg(&out)
+        .args(extra);
+    assert_ran(&cmd.output().unwrap(), "airlock export");
+    out
+}
+
+/// Ingests `file` into a file sink and into datahub-lite; checks both hold what it holds.
+fn ingest_everywhere(dh: &Datahub, ws: &Workspace, file: &Path) -> Entities {
+    let ours = Entities::read(file);
+    let home = ws.path().join("datahub-home");
+    let copy = ws.path().join("ingested.json");
+    let out = dh.ingest(
+        &format!(
+            "source:\n  type: file\n  config:\n    path: \"{}\"\nsink:\n  type: file\n  config:\n    filename: \"{}\"\n",
+            file.display(),
+            copy.display()
+        ),
+        &home,
+    );
+    assert_ran(&out, "datahub ingest (file -> file)");
+    let ingested = Entities::read(&copy);
+    assert_eq!(ingested, ours, "the file sink holds what airlock wrote");
+
+    let lite = ws.path().join("lite.sqlite");
+    let out = dh.ingest(
+        &format!(
+            "source:\n  type: file\n  config:\n    path: \"{}\"\nsink:\n  type: datahub-lite\n  config:\n    type: sqlite\n    config:\n      file: \"{}\"\n",
+            file.display(),
+            lite.display()
+        ),
+        &home,
+    );
+    assert_ran(&out, "datahub ingest (file -> datahub-lite)");
+    let conn = rusqlite::Connection::open(&lite).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT DISTINCT urn FROM metadata_aspect_v2")
+        .unwrap();
+    let stored: BTreeSet<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for entity in ["dataset", "container"] {
+        let missing: Vec<_> = ours.of(entity).difference(&stored).cloned().collect();
+        assert!(missing.is_empty(), "datahub-lite lacks {missing:?}");
+    }
+    // Field paths as datahub-lite stores them.
+    let mut stmt = conn
+        .prepare("SELECT urn, metadata FROM metadata_aspect_v2 WHERE aspect_name = 'schemaMetadata' AND version = 0")
+        .unwrap();
+    let stored_fields: std::collections::BTreeMap<String, Vec<String>> = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .map(|(urn, meta)| {
+            let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+            let paths = meta["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["fieldPath"].as_str().unwrap().to_string())
+                .collect();
+            (urn, paths)
+        })
+        .collect();
+    assert_eq!(stored_fields, ours.fields, "datahub-lite's field paths");
+    ours
+}
+
+/// Runs DataHub's own source (`source` YAML) into a file; returns what it wrote.
+fn datahubs_own(dh: &Datahub, ws: &Workspace, source: &str) -> Entities {
+    let file = ws.path().join("datahub-own.json");
+    let out = dh.ingest(
+        &format!(
+            "{source}sink:\n  type: file\n  config:\n    filename: \"{}\"\n",
+            file.display()
+        ),
+        &ws.path().join("datahub-home"),
+    );
+    assert_ran(&out, "DataHub's own source");
+    Entities::read(&file)
+}
+
+/// The comparison the issue asks for: the same dataset and container URNs, the same fields.
+fn assert_same_entities(ours: &Entities, theirs: &Entities) {
+    assert!(
+        !theirs.of("dataset").is_empty(),
+        "DataHub's source found nothing"
+    );
+    assert_eq!(ours.of("dataset"), theirs.of("dataset"), "dataset URNs");
+    assert_eq!(
+        ours.of("container"),
+        theirs.of("container"),
+        "container URNs"
+    );
+    assert_eq!(ours.fields, theirs.fields, "field paths per dataset");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_output_is_what_datahubs_sqlalchemy_source_sees() {
+    let dh = Datahub::find();
+    let ws = Workspace::new();
+    let db = ws.path().join("shop.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            r#"
+            CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT NOT NULL, "Full Name" TEXT);
+            CREATE TABLE "café_é" (id INTEGER PRIMARY KEY, "naïve" BOOLEAN, customer_id INTEGER,
+              CONSTRAINT fk_cafe_customer FOREIGN KEY (customer_id) REFERENCES customers(id));
+            CREATE TABLE order_lines (order_id INTEGER, line INTEGER, qty NUMERIC(10, 2),
+              PRIMARY KEY (order_id, line));
+            CREATE INDEX ix_lines_qty ON order_lines (qty);
+            CREATE VIEW big_lines AS SELECT order_id, qty FROM order_lines WHERE qty > 10;
+            "#,
+        )
+        .unwrap();
+    let home = Home::new(ws.path());
+    let cfg = ws.config_for(&plugin("sqlite"), "shop.db", "");
+    let report = run_in(&runtime(), &cfg, &home).await.expect("run succeeds");
+    verify_run_dir(&report.output_dir);
+    // DataHub keys a SQLite database by the path in its connection URI.
+    let path = db.canonicalize().unwrap().display().to_string();
+    let file = export(&ws, &report.output_dir, &["--sqlite-database", &path]);
+    let ours = ingest_everywhere(&dh, &ws, &file);
+    let theirs = datahubs_own(
+        &dh,
+        &ws,
+        &format!(
+            "source:\n  type: sqlalchemy\n  config:\n    platform: sqlite\n    connect_uri: \"sqlite:///{path}\"\n    include_view_lineage: false\n"
+        ),
+    );
+    assert_same_entities(&ours, &theirs);
+    assert!(ours
+        .of("dataset")
+        .contains("urn:li:dataset:(urn:li:dataPlatform:sqlite,main.café_é,PROD)"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_output_is_what_datahubs_postgres_source_sees() {
+    let dh = Datahub::find();
+    let pg = PgCluster::start();
+    pg.create_database("shop");
+    pg.psql(
+        "shop",
+        r#"
+        CREATE SCHEMA sales;
+        CREATE SCHEMA "Inventar_ü";
+        COMMENT ON SCHEMA sales IS 'Orders';
+        CREATE TABLE sales.customers (id bigint PRIMARY KEY, email text NOT NULL, "Full Name" varchar(200), tags text[], created timestamptz DEFAULT now());
+        COMMENT ON TABLE sales.customers IS 'People who buy';
+        COMMENT ON COLUMN sales.customers.email IS 'Login e-mail';
+        CREATE TABLE "Inventar_ü"."café_é" (sku char(12) PRIMARY KEY, "naïve" boolean, payload jsonb, customer_id bigint REFERENCES sales.customers(id));
+        CREATE TABLE sales.order_lines (order_id bigint, line int, qty numeric(10,2), PRIMARY KEY (order_id, line));
+        CREATE VIEW sales.big_lines AS SELECT order_id, qty FROM sales.order_lines WHERE qty > 10;
+        CREATE MATERIALIZED VIEW sales.line_counts AS SELECT order_id, count(*) AS n FROM sales.order_lines GROUP BY order_id;
+        CREATE TABLE public."MixedCase" ("ID" int);
+        "#,
+    );
+    pg.create_user("reader", "reader-pw");
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    let guid = home.add_password("reader", "reader-pw", &[&pg.endpoint()]);
+    let cfg = ws.config(&format!(
+        "[source]\nplugin = \"{}\"\nendpoint = \"{}\"\ndatabase = \"shop\"\ncredential = \"{guid}\"\n\
+         tls = {{ mode = \"disable\", allow_cleartext_password = true }}\n\n\
+         [sink]\nkind = \"local\"\ndir = \"out\"\n",
+        plugin("postgres").display(),
+        pg.endpoint()
+    ));
+    let report = run_in(&runtime(), &cfg, &home).await.expect("run succeeds");
+    verify_run_dir(&report.output_dir);
+    let file = export(&ws, &report.output_dir, &[]);
+    let ours = ingest_everywhere(&dh, &ws, &file);
+    let theirs = datahubs_own(
+        &dh,
+        &ws,
+        &format!(
+            "source:\n  type: postgres\n  config:\n    host_port: \"{}\"\n    database: shop\n    username: reader\n    password: reader-pw\n    include_view_lineage: false\n",
+            pg.endpoint()
+        ),
+    );
+    assert_same_entities(&ours, &theirs);
+    assert!(ours
+        .of("dataset")
+        .contains("urn:li:dataset:(urn:li:dataPlatform:postgres,shop.Inventar_ü.café_é,PROD)"));
+    // The container GUIDs are DataHub's: shop's is the one DataHub's own code computes.
+    assert!(ours
+        .of("container")
+        .contains("urn:li:container:ea3682d9b15a15aab92e076074c2394c"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_output_is_what_datahubs_mysql_source_sees() {
+    let dh = Datahub::find();
+    let server = MariaDb::start();
+    server.sql(
+        "CREATE DATABASE shop; CREATE DATABASE `Lager_ü`;\n\
+         CREATE TABLE shop.customers (id INT PRIMARY KEY AUTO_INCREMENT, email VARCHAR(200) NOT NULL COMMENT 'Login e-mail', \
+           created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP) COMMENT 'People who buy';\n\
+         CREATE TABLE `Lager_ü`.`café_é` (sku CHAR(12) PRIMARY KEY, `naïve` TINYINT(1), customer_id INT, \
+           kind ENUM('a','b'), CONSTRAINT `café_kunde` FOREIGN KEY (customer_id) REFERENCES shop.customers(id));\n\
+         CREATE TABLE shop.order_lines (order_id INT, line INT, qty DECIMAL(10,2), doubled INT AS (line * 2) VIRTUAL, PRIMARY KEY (order_id, line));\n\
+         CREATE VIEW shop.big_lines AS SELECT order_id, qty FROM shop.order_lines WHERE qty > 10;\n\
+         CREATE USER dh@'%' IDENTIFIED BY 'dh-pw'; GRANT ALL ON *.* TO dh@'%';\n",
+    );
+    server.create_user("reader", "reader-pw");
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    let guid = home.add_password("reader", "reader-pw", &[&server.address()]);
+    let cfg = ws.config(&format!(
+        "[source]\nplugin = \"{}\"\nendpoint = \"{}\"\ndatabases = [\"*\"]\ncredential = \"{guid}\"\n\
+         tls = {{ mode = \"disable\", allow_cleartext_password = true }}\n\n\
+         [sink]\nkind = \"local\"\ndir = \"out\"\n",
+        plugin("mysql").display(),
+        server.address()
+    ));
+    let report = run_in(&runtime(), &cfg, &home).await.expect("run succeeds");
+    verify_run_dir(&report.output_dir);
+    let file = export(&ws, &report.output_dir, &[]);
+    let ours = ingest_everywhere(&dh, &ws, &file);
+    let theirs = datahubs_own(
+        &dh,
+        &ws,
+        &format!(
+            "source:\n  type: mysql\n  config:\n    host_port: \"{}\"\n    username: dh\n    password: dh-pw\n    include_view_lineage: false\n    database_pattern:\n      deny: [\"information_schema\", \"mysql\", \"performance_schema\", \"sys\"]\n",
+            server.address()
+        ),
+    );
+    assert_same_entities(&ours, &theirs);
+    assert!(ours
+        .of("dataset")
+        .contains("urn:li:dataset:(urn:li:dataPlatform:mysql,Lager_ü.café_é,PROD)"));
+}
+
+#[test]
+fn export_refuses_a_run_that_does_not_validate() {
+    let ws = Workspace::new();
+    let run = ws.path().join("not-a-run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("manifest.json"), "{}").unwrap();
+    let out = ws.path().join("x.json");
+    let result = airlock_command(&ws)
+        .args(["export", "--format", "datahub"])
+        .arg(&run)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(result.status.code(), Some(1));
+    assert!(
+        text(&result.stderr).contains("does not validate"),
+        "{}",
+        text(&result.stderr)
+    );
+    assert!(!out.exists(), "nothing written");
+}
