@@ -2,7 +2,7 @@
 //! workflows through the library exactly as the CLI does.
 
 pub mod azure;
-pub mod datahub;
+pub mod catalogs;
 pub mod faultproxy;
 pub mod httpserver;
 pub mod mariadb;

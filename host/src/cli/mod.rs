@@ -94,7 +94,8 @@ enum Command {
     Validate(ValidateArgs),
     /// Write a published run in a catalog's own format: `--format datahub` writes what
     /// DataHub's `file` source ingests (`datahub ingest`), with the URNs DataHub's own
-    /// postgres, mysql and sqlite sources give the same objects.
+    /// postgres, mysql and sqlite sources give the same objects; `--format openmetadata`
+    /// writes OpenMetadata's CreateDatabase/CreateDatabaseSchema/CreateTable requests.
     Export(ExportArgs),
     /// Run as a Temporal worker: poll a task queue and run triggered workflows (serves
     /// /healthz, /readyz and /metrics).
@@ -197,6 +198,8 @@ struct ValidateArgs {
 enum ExportFormat {
     /// DataHub metadata change proposals (one JSON array).
     Datahub,
+    /// OpenMetadata create requests: {"databases", "schemas", "tables"}.
+    Openmetadata,
 }
 
 #[derive(Debug, Args)]
@@ -210,13 +213,16 @@ struct ExportArgs {
     /// The file to write (replaced whole).
     #[arg(value_name = "OUT")]
     out: PathBuf,
-    /// DataHub environment of the URNs.
+    /// DataHub: the environment of the URNs.
     #[arg(long, default_value = "PROD")]
     env: String,
-    /// DataHub platform instance, when the catalog's other recipes set one.
+    /// DataHub: the platform instance, when the catalog's other recipes set one.
     #[arg(long, value_name = "NAME")]
     platform_instance: Option<String>,
-    /// SQLite only: the database path DataHub's recipes use in their connection URI (DataHub
+    /// OpenMetadata: the database service the entities belong to (required).
+    #[arg(long, value_name = "NAME")]
+    service: Option<String>,
+    /// DataHub, SQLite only: the database path DataHub's recipes use in their connection URI (DataHub
     /// keys a SQLite database by it) [default: the database's name].
     #[arg(long, value_name = "PATH")]
     sqlite_database: Option<String>,
@@ -236,14 +242,32 @@ fn export(args: &ExportArgs) -> i32 {
             },
             &args.out,
         ),
+        ExportFormat::Openmetadata => match &args.service {
+            Some(service) => crate::formats::export_openmetadata(
+                &args.run_dir,
+                crate::formats::openmetadata::OpenMetadataOptions {
+                    service: service.clone(),
+                },
+                &args.out,
+            ),
+            None => Err(
+                "--format openmetadata needs --service NAME: the OpenMetadata \
+                         database service the entities belong to"
+                    .into(),
+            ),
+        },
     };
     match result {
         Ok(done) => {
             if args.json {
                 println!("{}", serde_json::to_string(&done).unwrap_or_default());
             } else {
+                let what = match args.format {
+                    ExportFormat::Datahub => "DataHub records (ingest with a `file` source)",
+                    ExportFormat::Openmetadata => "OpenMetadata create requests",
+                };
                 println!(
-                    "exported run {} to {}: {} DataHub records (ingest with a `file` source)",
+                    "exported run {} to {}: {} {what}",
                     done.run_id,
                     args.out.display(),
                     done.records

@@ -23,6 +23,8 @@ use std::io::Write;
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
 
+use super::Line;
+
 /// Options of the DataHub output.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -76,17 +78,6 @@ fn platform_of(plugin: &str) -> Result<(&'static str, Layout), String> {
             ))
         }
     })
-}
-
-/// One asset line of a published run.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Line {
-    /// Its kind.
-    pub kind: String,
-    /// Its path.
-    pub path: Vec<String>,
-    /// Its attributes.
-    pub attributes: serde_json::Map<String, Value>,
 }
 
 /// Builds DataHub records from a run's assets.

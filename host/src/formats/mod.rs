@@ -1,6 +1,7 @@
 //! Catalog formats a published run can be written in (`airlock export`).
 
 pub mod datahub;
+pub mod openmetadata;
 
 use std::io::BufRead;
 use std::path::Path;
@@ -15,25 +16,33 @@ const KINDS: &[&str] = &[
     "view",
     "materialized_view",
     "column",
+    "primary_key",
+    "unique_key",
     "foreign_key",
 ];
+
+/// One asset line of a published run.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Line {
+    /// Its kind.
+    pub kind: String,
+    /// Its path.
+    pub path: Vec<String>,
+    /// Its attributes.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
 
 /// What an export wrote.
 #[derive(Debug, serde::Serialize)]
 pub struct Exported {
     /// The run exported.
     pub run_id: String,
-    /// Records written.
+    /// Records (DataHub) or requests (OpenMetadata) written.
     pub records: u64,
 }
 
-/// Writes the published run in `run_dir` as a DataHub file at `out` (replaced whole, never
-/// left half written). The run must validate first: a catalog is not fed a run that does not.
-pub fn export_datahub(
-    run_dir: &Path,
-    options: datahub::DatahubOptions,
-    out: &Path,
-) -> Result<Exported, String> {
+/// Reads a published run that validates: a catalog is not fed a run that does not.
+fn load_run(run_dir: &Path) -> Result<(Manifest, Vec<Line>), String> {
     let validation = crate::validate::validate_run(run_dir, 5);
     if !validation.ok() {
         return Err(format!(
@@ -47,10 +56,6 @@ pub fn export_datahub(
         &std::fs::read(run_dir.join("manifest.json")).map_err(|e| e.to_string())?,
     )
     .map_err(|e| e.to_string())?;
-    let finished = chrono::DateTime::parse_from_rfc3339(&manifest.finished_at)
-        .map(|t| t.timestamp_millis())
-        .unwrap_or(0);
-    let writer = datahub::Writer::new(&manifest.plugin.name, options, &manifest.run_id, finished)?;
     let mut lines = Vec::new();
     for file in manifest
         .files
@@ -64,32 +69,73 @@ pub fn export_datahub(
         for line in reader.lines() {
             let line = line.map_err(|e| format!("{}: {e}", file.path))?;
             lines.push(
-                serde_json::from_str::<datahub::Line>(&line)
-                    .map_err(|e| format!("{}: {e}", file.path))?,
+                serde_json::from_str::<Line>(&line).map_err(|e| format!("{}: {e}", file.path))?,
             );
         }
     }
+    Ok((manifest, lines))
+}
+
+/// Writes `out` whole or not at all: into a temporary file beside it, synced, then renamed.
+fn write_whole(
+    out: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<u64>,
+) -> Result<u64, String> {
     let dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", out.display());
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
-    let records = {
+    let n = {
         let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        let n = writer
-            .write(&lines, &[], &mut w)
-            .map_err(|e| format!("{}: {e}", out.display()))?;
-        std::io::Write::flush(&mut w).map_err(|e| format!("{}: {e}", out.display()))?;
+        let n = write(&mut w).map_err(|e| fail(&e))?;
+        std::io::Write::flush(&mut w).map_err(|e| fail(&e))?;
         n
     };
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| format!("{}: {e}", out.display()))?;
-    tmp.persist(out)
-        .map_err(|e| format!("{}: {}", out.display(), e.error))?;
+    tmp.as_file().sync_all().map_err(|e| fail(&e))?;
+    tmp.persist(out).map_err(|e| fail(&e.error))?;
+    Ok(n)
+}
+
+/// Writes the published run in `run_dir` as a DataHub file at `out`.
+pub fn export_datahub(
+    run_dir: &Path,
+    options: datahub::DatahubOptions,
+    out: &Path,
+) -> Result<Exported, String> {
+    let (manifest, lines) = load_run(run_dir)?;
+    let finished = chrono::DateTime::parse_from_rfc3339(&manifest.finished_at)
+        .map(|t| t.timestamp_millis())
+        .unwrap_or(0);
+    let writer = datahub::Writer::new(&manifest.plugin.name, options, &manifest.run_id, finished)?;
+    let records = write_whole(out, |w| writer.write(&lines, &[], w))?;
     Ok(Exported {
         run_id: manifest.run_id,
         records,
+    })
+}
+
+/// Writes the published run in `run_dir` as OpenMetadata create requests at `out`.
+pub fn export_openmetadata(
+    run_dir: &Path,
+    options: openmetadata::OpenMetadataOptions,
+    out: &Path,
+) -> Result<Exported, String> {
+    if options.service.is_empty() {
+        return Err("the OpenMetadata database service name is empty (--service)".into());
+    }
+    let (manifest, lines) = load_run(run_dir)?;
+    let requests = openmetadata::requests(&manifest.plugin.name, &options, &lines);
+    let n = (requests.databases.len() + requests.schemas.len() + requests.tables.len()) as u64;
+    write_whole(out, |w| {
+        serde_json::to_writer_pretty(&mut *w, &requests)?;
+        w.write_all(b"\n")?;
+        Ok(n)
+    })?;
+    Ok(Exported {
+        run_id: manifest.run_id,
+        records: n,
     })
 }

@@ -1,9 +1,11 @@
-//! The real DataHub CLI (`acryl-datahub`, installed by `scripts/setup-datahub` into its own
-//! virtual environment): `datahub ingest` runs recipes, and what a DataHub file holds is read
-//! back for comparison.
+//! The catalogs' own tools, installed by `scripts/setup-catalogs` into virtual environments
+//! of their own: the real DataHub CLI (`acryl-datahub`: `datahub ingest` runs recipes, and
+//! what a DataHub file holds is read back for comparison), and OpenMetadata's generated models
+//! (`openmetadata-ingestion`), which `tests/catalogs/openmetadata_validate.py` validates create
+//! requests with.
 //!
-//! Every run gets a home of its own (`HOME`), telemetry off, so nothing is written outside the
-//! test's directory and nothing is sent anywhere.
+//! Every DataHub run gets a home of its own (`HOME`), telemetry off, so nothing is written
+//! outside the test's directory and nothing is sent anywhere.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -11,8 +13,53 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// The version `scripts/setup-datahub` installs.
+/// The DataHub CLI version `scripts/setup-catalogs` installs.
 pub const VERSION: &str = "1.7.0.17";
+/// The openmetadata-ingestion version `scripts/setup-catalogs` installs.
+pub const OPENMETADATA_VERSION: &str = "1.13.6.3";
+
+/// The virtual environment `$<var>` names, else `~/.cache/airlock/<default>`; it must hold
+/// `bin/<tool>` and the marker of a finished install.
+fn venv(var: &str, default: &str, tool: &str) -> PathBuf {
+    let venv = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/airlock")
+            .join(default)
+    });
+    assert!(
+        venv.join("bin").join(tool).is_file() && venv.join(".installed").exists(),
+        "{} is not installed in {}: run ./scripts/setup-catalogs",
+        tool,
+        venv.display()
+    );
+    venv
+}
+
+/// Validates an OpenMetadata requests file with OpenMetadata's own models (and the server's
+/// column rules, and every FQN reference resolving inside the file); returns the validator's
+/// output and whether it passed.
+pub fn openmetadata_validate(file: &Path) -> (bool, String) {
+    let venv = venv(
+        "AIRLOCK_OPENMETADATA_VENV",
+        &format!("openmetadata-{OPENMETADATA_VERSION}"),
+        "python",
+    );
+    let script = crate::workspace_root().join("tests/catalogs/openmetadata_validate.py");
+    let out = Command::new(venv.join("bin/python"))
+        .arg(script)
+        .arg(file)
+        .arg("--check-refs")
+        .output()
+        .expect("the OpenMetadata validator runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
 
 /// The DataHub CLI of the test virtual environment.
 pub struct Datahub {
@@ -23,19 +70,14 @@ impl Datahub {
     /// Finds the CLI at `$AIRLOCK_DATAHUB_VENV/bin/datahub`, else in
     /// `~/.cache/airlock/datahub-<VERSION>`.
     pub fn find() -> Datahub {
-        let venv = std::env::var_os("AIRLOCK_DATAHUB_VENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                    .join(format!(".cache/airlock/datahub-{VERSION}"))
-            });
-        let bin = venv.join("bin/datahub");
-        assert!(
-            bin.is_file() && venv.join(".installed").exists(),
-            "the DataHub CLI is not installed at {}: run ./scripts/setup-datahub",
-            venv.display()
+        let venv = venv(
+            "AIRLOCK_DATAHUB_VENV",
+            &format!("datahub-{VERSION}"),
+            "datahub",
         );
-        Datahub { bin }
+        Datahub {
+            bin: venv.join("bin/datahub"),
+        }
     }
 
     /// Runs `datahub ingest -c <recipe>` with `home` as its home directory.

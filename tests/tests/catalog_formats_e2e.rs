@@ -1,16 +1,18 @@
-//! The DataHub format against the real DataHub CLI (`acryl-datahub`, see
-//! `scripts/setup-datahub`), on SQLite, PostgreSQL and MariaDB databases with views, foreign
-//! keys, comments and non-ASCII names:
-//! - `airlock export --format datahub` writes a file that `datahub ingest` reads without error
-//!   into a `file` sink and into its embedded `datahub-lite` store;
-//! - DataHub's own source, run on the same database, produces the same dataset and container
-//!   URNs and the same field paths.
+//! The catalog formats against the catalogs' own tools (see `scripts/setup-catalogs`), on
+//! SQLite, PostgreSQL and MariaDB databases with views, foreign keys, comments and non-ASCII
+//! names:
+//! - `airlock export --format datahub` writes a file that the real `datahub ingest` reads
+//!   without error into a `file` sink and into its embedded `datahub-lite` store, and DataHub's
+//!   own source, run on the same database, produces the same dataset and container URNs and
+//!   the same field paths;
+//! - `airlock export --format openmetadata` writes create requests that OpenMetadata's own
+//!   models (openmetadata-ingestion) accept, whose FQN references all resolve.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use airlock_tests::datahub::{Datahub, Entities};
+use airlock_tests::catalogs::{openmetadata_validate, Datahub, Entities};
 use airlock_tests::mariadb::MariaDb;
 use airlock_tests::postgres::PgCluster;
 use airlock_tests::{airlock_command, plugin, run_in, runtime, verify_run_dir, Home, Workspace};
@@ -38,6 +40,40 @@ fn export(ws: &Workspace, run_dir: &Path, extra: &[&str]) -> PathBuf {
         .args(extra);
     assert_ran(&cmd.output().unwrap(), "airlock export");
     out
+}
+
+/// Exports the run as OpenMetadata requests of service `svc.local` (a dotted service name,
+/// quoted in every FQN), validates them with OpenMetadata's models, and returns them.
+fn openmetadata(ws: &Workspace, run_dir: &Path) -> serde_json::Value {
+    let out = ws.path().join("airlock-openmetadata.json");
+    let mut cmd = airlock_command(ws);
+    cmd.args([
+        "export",
+        "--format",
+        "openmetadata",
+        "--service",
+        "svc.local",
+    ])
+    .arg(run_dir)
+    .arg(&out);
+    assert_ran(
+        &cmd.output().unwrap(),
+        "airlock export --format openmetadata",
+    );
+    let (ok, report) = openmetadata_validate(&out);
+    assert!(ok, "OpenMetadata's models refuse the requests:\n{report}");
+    assert!(report.contains(" 0 failed"), "{report}");
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+/// The table request named `name` in `requests`.
+fn om_table<'a>(requests: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    requests["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no table {name} in {requests}"))
 }
 
 /// Ingests `file` into a file sink and into datahub-lite; checks both hold what it holds.
@@ -170,6 +206,15 @@ async fn sqlite_output_is_what_datahubs_sqlalchemy_source_sees() {
     assert!(ours
         .of("dataset")
         .contains("urn:li:dataset:(urn:li:dataPlatform:sqlite,main.café_é,PROD)"));
+
+    let om = openmetadata(&ws, &report.output_dir);
+    let cafe = om_table(&om, "café_é");
+    assert_eq!(cafe["databaseSchema"], "\"svc.local\".shop.main");
+    assert_eq!(
+        cafe["tableConstraints"][0]["referredColumns"],
+        serde_json::json!(["\"svc.local\".shop.main.customers.id"])
+    );
+    assert_eq!(om_table(&om, "big_lines")["tableType"], "View");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -224,6 +269,39 @@ async fn postgres_output_is_what_datahubs_postgres_source_sees() {
     assert!(ours
         .of("container")
         .contains("urn:li:container:ea3682d9b15a15aab92e076074c2394c"));
+
+    let om = openmetadata(&ws, &report.output_dir);
+    let customers = om_table(&om, "customers");
+    assert_eq!(customers["description"], "People who buy");
+    let email = &customers["columns"][1];
+    assert_eq!(
+        (&email["name"], &email["dataType"], &email["constraint"]),
+        (
+            &serde_json::json!("email"),
+            &serde_json::json!("TEXT"),
+            &serde_json::json!("NOT_NULL")
+        )
+    );
+    assert_eq!(customers["columns"][0]["constraint"], "PRIMARY_KEY");
+    let name = &customers["columns"][2];
+    assert_eq!(
+        (&name["dataType"], &name["dataLength"]),
+        (&serde_json::json!("VARCHAR"), &serde_json::json!(200))
+    );
+    assert_eq!(customers["columns"][3]["arrayDataType"], "TEXT");
+    let lines = om_table(&om, "order_lines");
+    assert_eq!(
+        lines["tableConstraints"][0]["constraintType"],
+        "PRIMARY_KEY"
+    );
+    assert_eq!(
+        om_table(&om, "line_counts")["tableType"],
+        "MaterializedView"
+    );
+    assert!(om_table(&om, "big_lines")["schemaDefinition"]
+        .as_str()
+        .unwrap()
+        .contains("order_lines"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -267,6 +345,12 @@ async fn mariadb_output_is_what_datahubs_mysql_source_sees() {
     assert!(ours
         .of("dataset")
         .contains("urn:li:dataset:(urn:li:dataPlatform:mysql,Lager_ü.café_é,PROD)"));
+
+    // OpenMetadata reads MySQL's databases as schemas of the database `default`.
+    let om = openmetadata(&ws, &report.output_dir);
+    let cafe = om_table(&om, "café_é");
+    assert_eq!(cafe["databaseSchema"], "\"svc.local\".default.Lager_ü");
+    assert_eq!(cafe["columns"][3]["dataType"], "ENUM");
 }
 
 #[test]
