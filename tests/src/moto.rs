@@ -45,7 +45,15 @@ impl Moto {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Over TLS a plaintext request gets no HTTP answer: there the listening
+                // socket is what is waited for.
+                let tls = args.contains(&"--ssl-cert");
+                let ready = if tls {
+                    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                } else {
+                    answers_http(port)
+                };
+                if ready {
                     return Moto {
                         child,
                         port,
@@ -165,4 +173,22 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port on 127.0.0.1")
+}
+
+/// Whether an HTTP server answers on `port`: a listening socket alone is not enough, the
+/// server may still reset connections while it starts (seen under load).
+fn answers_http(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 5];
+    stream.read_exact(&mut head).is_ok() && &head == b"HTTP/"
 }
