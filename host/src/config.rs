@@ -35,6 +35,37 @@ pub struct WorkflowConfig {
     /// Destinations the host may connect to for the plugin (HTTP); empty denies all.
     #[serde(default, skip_serializing_if = "is_default_network")]
     pub network: crate::capabilities::http::policy::NetworkConfig,
+    /// How a run's changes against the workflow's last complete run are reported.
+    #[serde(default, skip_serializing_if = "ChangesConfig::is_default")]
+    pub changes: ChangesConfig,
+}
+
+/// The `[changes]` table: removals are reported only when they cannot be wrong.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesConfig {
+    /// The fail-safe: when more than this share of the last run's entities would be removed,
+    /// no removal is reported (the run says why). Between 0 and 1; default 0.2.
+    #[serde(default = "default_max_removed_share")]
+    pub max_removed_share: f64,
+}
+
+fn default_max_removed_share() -> f64 {
+    0.2
+}
+
+impl Default for ChangesConfig {
+    fn default() -> Self {
+        ChangesConfig {
+            max_removed_share: default_max_removed_share(),
+        }
+    }
+}
+
+impl ChangesConfig {
+    fn is_default(&self) -> bool {
+        *self == ChangesConfig::default()
+    }
 }
 
 fn is_default_network(n: &crate::capabilities::http::policy::NetworkConfig) -> bool {
@@ -108,6 +139,8 @@ pub struct LoadedConfig {
     pub base_dir: PathBuf,
     /// The stored workflow's id, when the config came from the state store.
     pub workflow_id: Option<String>,
+    /// The config file, when the config came from one.
+    pub file: Option<PathBuf>,
 }
 
 impl WorkflowConfig {
@@ -140,6 +173,13 @@ impl WorkflowConfig {
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.limits.check().map_err(ConfigError::Invalid)?;
         self.sink.check().map_err(ConfigError::Invalid)?;
+        let share = self.changes.max_removed_share;
+        if !(0.0..=1.0).contains(&share) {
+            return Err(ConfigError::Invalid(format!(
+                "changes.max_removed_share = {share}: it is a share of the last run's entities, \
+                 between 0 and 1 (0.2 = 20 %)"
+            )));
+        }
         Ok(())
     }
 }
@@ -158,10 +198,15 @@ impl LoadedConfig {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
+        let file = path
+            .file_name()
+            .map(|name| base_dir.join(name))
+            .unwrap_or_else(|| path.to_path_buf());
         Ok(LoadedConfig {
             config,
             base_dir,
             workflow_id: None,
+            file: Some(file),
         })
     }
 

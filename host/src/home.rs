@@ -325,6 +325,7 @@ impl Home {
             config,
             base_dir: PathBuf::from(record.base_dir),
             workflow_id: Some(id.to_string()),
+            file: None,
         })
     }
 }

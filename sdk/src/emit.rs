@@ -56,6 +56,30 @@ impl Emitter {
         Ok(())
     }
 
+    /// Emits a database, schema, table or view the connector could not read in full (the
+    /// catalog query for its tables or columns failed, access was denied, ...), with its
+    /// attributes and `reason`, instead of failing the run. What is missing below it is not
+    /// reported removed: the host keeps the last run's entities under it. `reason` is
+    /// published as the asset's `unreadable` attribute (the filters and the secret scan see
+    /// it like any other).
+    pub fn unreadable<P>(
+        &mut self,
+        kind: AssetKind,
+        path: P,
+        mut attributes: serde_json::Map<String, serde_json::Value>,
+        reason: &str,
+    ) -> Result<(), Error>
+    where
+        P: IntoIterator,
+        P::Item: AsRef<str>,
+    {
+        attributes.insert("unreadable".into(), reason.into());
+        self.warn(format!(
+            "could not read everything under an object: {reason}"
+        ));
+        self.emit(kind, path, attributes)
+    }
+
     /// Sends buffered assets to the host now.
     pub fn flush(&mut self) -> Result<(), Error> {
         if self.batch.is_empty() {

@@ -75,7 +75,7 @@ def load_items(path):
     except json.JSONDecodeError:
         doc = None
     if isinstance(doc, dict) and "request" not in doc:
-        unknown = [k for k in doc if k not in ("databases", "schemas", "tables")]
+        unknown = [k for k in doc if k not in ("databases", "schemas", "tables", "deletions")]
         if unknown:
             raise ValueError(f"unknown top-level key(s) {unknown}; expected databases/schemas/tables")
         for key in ("databases", "schemas", "tables"):
@@ -150,6 +150,44 @@ def server_rules(kind, obj):
             if cn not in names:
                 errs.append(f"tableConstraints[{i}]: column {cn!r} is not a column of the table")
     return errs
+
+
+DELETABLE = ("database", "databaseSchema", "table")
+
+
+def check_deletions(path):
+    """airlock's `deletions`: [{"entity": database|databaseSchema|table,
+    "fullyQualifiedName": FQN}] — what to DELETE /api/v1/<entity>s/name/<fqn>. Returns
+    (deletions, errors); the FQN must split with OpenMetadata's own fqn.split."""
+    with open(path, encoding="utf-8") as fh:
+        try:
+            doc = json.load(fh)
+        except json.JSONDecodeError:
+            return [], []
+    if not isinstance(doc, dict):
+        return [], []
+    from metadata.utils import fqn as om_fqn
+    errs = []
+    dels = doc.get("deletions", [])
+    if not isinstance(dels, list):
+        return [], ["'deletions' must be a JSON array"]
+    depth = {"database": 2, "databaseSchema": 3, "table": 4}
+    for i, d in enumerate(dels):
+        if not isinstance(d, dict) or set(d) != {"entity", "fullyQualifiedName"}:
+            errs.append(f"deletions[{i}]: expected exactly entity and fullyQualifiedName")
+            continue
+        if d["entity"] not in DELETABLE:
+            errs.append(f"deletions[{i}]: entity {d['entity']!r} is not one of {DELETABLE}")
+            continue
+        try:
+            parts = om_fqn.split(d["fullyQualifiedName"])
+        except Exception as exc:  # ANTLR raises its own types
+            errs.append(f"deletions[{i}]: {d['fullyQualifiedName']!r} is not an FQN ({exc})")
+            continue
+        if len(parts) != depth[d["entity"]]:
+            errs.append(f"deletions[{i}]: a {d['entity']} FQN has {depth[d['entity']]} parts, "
+                        f"{d['fullyQualifiedName']!r} has {len(parts)}")
+    return dels, errs
 
 
 def main(argv=None):
@@ -274,6 +312,20 @@ def main(argv=None):
                 print(f"FAIL {label} {name_of(o)!r}: {len(errs)} reference error(s)")
                 for e in errs[: args.max_errors]:
                     print(f"    [ref] {e}")
+
+    dels, del_errs = check_deletions(args.file)
+    if args.check_refs:
+        created = set()
+        for _, k, o in validated:
+            if k == "table":
+                created.add(o["databaseSchema"] + "." + part(o["name"]))
+        for d in dels:
+            if isinstance(d, dict) and d.get("fullyQualifiedName") in created:
+                del_errs.append(f"deletion of {d['fullyQualifiedName']!r}, which the file also creates")
+    for e in del_errs:
+        failed += 1
+        print(f"FAIL {e}")
+    passed += len(dels) - len(del_errs)
 
     print(f"validate: {passed} passed, {failed} failed")
     return 1 if failed else 0

@@ -374,3 +374,176 @@ fn export_refuses_a_run_that_does_not_validate() {
     );
     assert!(!out.exists(), "nothing written");
 }
+
+// ---------------------------------------------------------------------------------------
+// Removals that are never wrong
+
+/// The manifest's `changes` of a published run (which must verify).
+fn changes(run_dir: &Path) -> serde_json::Value {
+    verify_run_dir(run_dir)["changes"].clone()
+}
+
+fn tables_db(path: &Path, n: usize) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    for i in 0..n {
+        conn.execute_batch(&format!("CREATE TABLE t{i} (id INTEGER PRIMARY KEY);"))
+            .unwrap();
+    }
+}
+
+fn drop_tables(path: &Path, names: &[&str]) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    for n in names {
+        conn.execute_batch(&format!("DROP TABLE {n};")).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_table_is_removed_in_the_manifest_and_in_both_catalogs() {
+    let dh = Datahub::find();
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    let db = ws.path().join("lib.db");
+    tables_db(&db, 10);
+    let cfg = ws.config_for(&plugin("sqlite"), "lib.db", "");
+    let rt = runtime();
+    let first = run_in(&rt, &cfg, &home).await.expect("first run");
+    let c = changes(&first.output_dir);
+    assert!(c["compared_with"].is_null(), "{c}");
+    assert!(
+        c["removals_suppressed"]
+            .as_str()
+            .unwrap()
+            .contains("baseline"),
+        "{c}"
+    );
+    assert_eq!(
+        c["added_count"], 12,
+        "a database, a schema and ten tables: {c}"
+    );
+
+    drop_tables(&db, &["t3"]);
+    let second = run_in(&rt, &cfg, &home).await.expect("second run");
+    let c = changes(&second.output_dir);
+    assert_eq!(c["compared_with"], first.manifest.run_id.as_str(), "{c}");
+    assert_eq!(
+        c["removed"],
+        serde_json::json!([{"kind": "table", "name": "lib.main.t3"}]),
+        "{c}"
+    );
+    assert!(c.get("removals_suppressed").is_none(), "{c}");
+
+    // DataHub marks it removed; DataHub ingests the file.
+    let path = db.canonicalize().unwrap().display().to_string();
+    let file = export(&ws, &second.output_dir, &["--sqlite-database", &path]);
+    let ours = ingest_everywhere(&dh, &ws, &file);
+    assert_eq!(
+        ours.removed.iter().collect::<Vec<_>>(),
+        ["urn:li:dataset:(urn:li:dataPlatform:sqlite,main.t3,PROD)"]
+    );
+    // OpenMetadata gets a deletion by FQN.
+    let om = openmetadata(&ws, &second.output_dir);
+    assert_eq!(
+        om["deletions"],
+        serde_json::json!([{"entity": "table", "fullyQualifiedName": "\"svc.local\".lib.main.t3"}])
+    );
+
+    // A failed run in between is not compared with: the next compares with the last
+    // complete run.
+    let away = ws.path().join("lib.db.away");
+    std::fs::rename(&db, &away).unwrap();
+    run_in(&rt, &cfg, &home)
+        .await
+        .expect_err("the database file is missing");
+    std::fs::rename(&away, &db).unwrap();
+    drop_tables(&db, &["t5"]);
+    let fourth = run_in(&rt, &cfg, &home).await.expect("fourth run");
+    let c = changes(&fourth.output_dir);
+    assert_eq!(c["compared_with"], second.manifest.run_id.as_str(), "{c}");
+    assert_eq!(
+        c["removed"],
+        serde_json::json!([{"kind": "table", "name": "lib.main.t5"}]),
+        "{c}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_half_the_tables_suppresses_removals_until_the_share_allows_them() {
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    let db = ws.path().join("lib.db");
+    tables_db(&db, 10);
+    let cfg = ws.config_for(&plugin("sqlite"), "lib.db", "");
+    let rt = runtime();
+    let first = run_in(&rt, &cfg, &home).await.expect("first run");
+    drop_tables(&db, &["t0", "t1", "t2", "t3", "t4"]);
+    for _ in 0..2 {
+        let run = run_in(&rt, &cfg, &home).await.expect("a run");
+        let c = changes(&run.output_dir);
+        // Compared with the first run each time: a held-back removal is not forgotten.
+        assert_eq!(c["compared_with"], first.manifest.run_id.as_str(), "{c}");
+        assert_eq!(c["removed_count"], 0, "{c}");
+        assert!(
+            c["removals_suppressed"]
+                .as_str()
+                .unwrap()
+                .contains("changes.max_removed_share = 0.2"),
+            "{c}"
+        );
+    }
+    // The operator confirms: a share that allows 5 of 12.
+    let cfg = ws.config_for(
+        &plugin("sqlite"),
+        "lib.db",
+        "[changes]\nmax_removed_share = 0.5\n",
+    );
+    let run = run_in(&rt, &cfg, &home).await.expect("confirmed run");
+    let c = changes(&run.output_dir);
+    assert_eq!(c["removed_count"], 5, "{c}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_under_a_schema_the_plugin_could_not_read_is_removed() {
+    let ws = Workspace::new();
+    let home = Home::new(ws.path());
+    let suite = |options: &str| {
+        ws.config_for(
+            &plugin("hostile-suite"),
+            "none",
+            &format!("[source.options]\nmode = \"partly-unreadable\"\n{options}"),
+        )
+    };
+    let rt = runtime();
+    run_in(&rt, &suite(""), &home).await.expect("first run");
+    // Schema b could not be read (its tables are missing), and a.t0 is gone.
+    let second = run_in(&rt, &suite("unreadable_b = true\ndrop_a = 1\n"), &home)
+        .await
+        .expect("second run");
+    let c = changes(&second.output_dir);
+    assert_eq!(
+        c["removed"],
+        serde_json::json!([{"kind": "table", "name": "db.a.t0"}]),
+        "{c}"
+    );
+    assert_eq!(c["kept_under_unreadable"], 5, "{c}");
+    let schemas = airlock_tests::read_jsonl(&second.output_dir, "schema");
+    let b = schemas
+        .iter()
+        .find(|s| s["qualified_name"] == "db.b")
+        .unwrap();
+    assert_eq!(
+        b["attributes"]["unreadable"],
+        "permission denied for schema b"
+    );
+    // Read again: b's tables were kept for comparison, so nothing is added or removed.
+    let third = run_in(&rt, &suite("drop_a = 1\n"), &home)
+        .await
+        .expect("third run");
+    let c = changes(&third.output_dir);
+    assert_eq!(c["compared_with"], second.manifest.run_id.as_str(), "{c}");
+    assert_eq!(
+        (c["added_count"].clone(), c["removed_count"].clone()),
+        (0.into(), 0.into()),
+        "{c}"
+    );
+}

@@ -76,6 +76,19 @@ fn load_run(run_dir: &Path) -> Result<(Manifest, Vec<Line>), String> {
     Ok((manifest, lines))
 }
 
+/// The entities the run's changes report removed, as (kind, path).
+fn removed(manifest: &Manifest) -> impl Iterator<Item = (String, Vec<String>)> + '_ {
+    manifest
+        .changes
+        .iter()
+        .flat_map(|c| c.removed.iter())
+        .filter_map(|r| {
+            crate::pipeline::filter::parse_qualified_name(&r.name)
+                .ok()
+                .map(|path| (r.kind.clone(), path))
+        })
+}
+
 /// Writes `out` whole or not at all: into a temporary file beside it, synced, then renamed.
 fn write_whole(
     out: &Path,
@@ -110,7 +123,12 @@ pub fn export_datahub(
         .map(|t| t.timestamp_millis())
         .unwrap_or(0);
     let writer = datahub::Writer::new(&manifest.plugin.name, options, &manifest.run_id, finished)?;
-    let records = write_whole(out, |w| writer.write(&lines, &[], w))?;
+    // Datasets the run's changes say are removed get `status.removed`.
+    let removed: Vec<Vec<String>> = removed(&manifest)
+        .filter(|(kind, _)| matches!(kind.as_str(), "table" | "view" | "materialized_view"))
+        .map(|(_, path)| path)
+        .collect();
+    let records = write_whole(out, |w| writer.write(&lines, &removed, w))?;
     Ok(Exported {
         run_id: manifest.run_id,
         records,
@@ -127,8 +145,13 @@ pub fn export_openmetadata(
         return Err("the OpenMetadata database service name is empty (--service)".into());
     }
     let (manifest, lines) = load_run(run_dir)?;
-    let requests = openmetadata::requests(&manifest.plugin.name, &options, &lines);
-    let n = (requests.databases.len() + requests.schemas.len() + requests.tables.len()) as u64;
+    let mut requests = openmetadata::requests(&manifest.plugin.name, &options, &lines);
+    let removed: Vec<(String, Vec<String>)> = removed(&manifest).collect();
+    requests.deletions = openmetadata::deletions(&manifest.plugin.name, &options, &removed);
+    let n = (requests.databases.len()
+        + requests.schemas.len()
+        + requests.tables.len()
+        + requests.deletions.len()) as u64;
     write_whole(out, |w| {
         serde_json::to_writer_pretty(&mut *w, &requests)?;
         w.write_all(b"\n")?;

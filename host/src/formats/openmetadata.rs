@@ -31,6 +31,39 @@ pub struct Requests {
     pub schemas: Vec<Value>,
     /// CreateTableRequest objects.
     pub tables: Vec<Value>,
+    /// Entities the run's changes report removed, to delete (`DELETE
+    /// /api/v1/<entity>/name/<fullyQualifiedName>`): `{"entity", "fullyQualifiedName"}`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deletions: Vec<Value>,
+}
+
+/// Deletions for removed entities given as (kind, path).
+pub fn deletions(
+    plugin: &str,
+    options: &OpenMetadataOptions,
+    removed: &[(String, Vec<String>)],
+) -> Vec<Value> {
+    let two_tier = plugin == "mysql";
+    let service = options.service.as_str();
+    removed
+        .iter()
+        .filter_map(|(kind, path)| {
+            let (entity, fqn) = match (kind.as_str(), two_tier) {
+                ("table" | "view" | "materialized_view", false) => {
+                    ("table", fqn(&[service, &path[0], &path[1], &path[2]]))
+                }
+                ("table" | "view" | "materialized_view", true) => {
+                    ("table", fqn(&[service, "default", &path[1], &path[2]]))
+                }
+                ("schema", false) => ("databaseSchema", fqn(&[service, &path[0], &path[1]])),
+                ("schema", true) => ("databaseSchema", fqn(&[service, "default", &path[1]])),
+                ("database", false) => ("database", fqn(&[service, &path[0]])),
+                // A MySQL database is a schema of `default`; its schema asset says it.
+                _ => return None,
+            };
+            Some(json!({ "entity": entity, "fullyQualifiedName": fqn }))
+        })
+        .collect()
 }
 
 /// A name as OpenMetadata's models encode it.

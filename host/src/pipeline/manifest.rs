@@ -53,6 +53,9 @@ pub struct Manifest {
     /// counts, warnings and denials, redacted and scanned like every asset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<SpooledFile>,
+    /// What changed since the workflow's last complete run (absent without a state store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Changes>,
 }
 
 /// The plugin that ran.
@@ -149,4 +152,37 @@ impl Manifest {
             acc
         })
     }
+}
+
+/// One added or removed entity.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Changed {
+    /// Its kind.
+    pub kind: String,
+    /// Its qualified name.
+    pub name: String,
+}
+
+/// The manifest's `changes`: what changed since the workflow's last complete run (see
+/// `run::changes`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Changes {
+    /// The run compared with: the workflow's last complete run (`null` for its first).
+    pub compared_with: Option<String>,
+    /// Entities this run published that the last did not (at most 10,000 listed).
+    pub added: Vec<Changed>,
+    /// How many were added.
+    pub added_count: u64,
+    /// Entities the last run published that this one did not, and the catalog may mark
+    /// removed (at most 10,000 listed; empty when `removals_suppressed`).
+    pub removed: Vec<Changed>,
+    /// How many are removed.
+    pub removed_count: u64,
+    /// Why no removal is reported, when none is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removals_suppressed: Option<String>,
+    /// Entities missing from this run but kept (not removed) because an object above them
+    /// was `unreadable`.
+    #[serde(default)]
+    pub kept_under_unreadable: u64,
 }

@@ -141,6 +141,29 @@ pub struct Pipeline {
     /// Why assets broke the contract: (kind, problem) -> assets, the first
     /// [`MAX_CONTRACT_PROBLEMS`] distinct problems.
     contract_problems: BTreeMap<(AssetKind, String), u64>,
+    /// What the run published of the kinds a catalog keeps as entities, for comparing with
+    /// the workflow's last complete run.
+    entities: Entities,
+}
+
+/// The kinds whose published names a run records: a catalog's entities (containers and
+/// datasets); a removal is reported only for these.
+pub const ENTITY_KINDS: [AssetKind; 5] = [
+    AssetKind::Database,
+    AssetKind::Schema,
+    AssetKind::Table,
+    AssetKind::View,
+    AssetKind::MaterializedView,
+];
+
+/// The entities a run published: qualified name -> kind, and the paths the plugin reported
+/// it could not read below (`unreadable`).
+#[derive(Debug, Clone, Default)]
+pub struct Entities {
+    /// Qualified name -> kind, of every kept asset of the [`ENTITY_KINDS`].
+    pub names: BTreeMap<String, AssetKind>,
+    /// Paths of kept assets whose `unreadable` attribute is set.
+    pub unreadable: Vec<Vec<String>>,
 }
 
 /// Distinct contract problems the manifest's warnings describe; the rest are only counted.
@@ -242,6 +265,7 @@ impl Pipeline {
             scanner: Arc::new(OutboundScanner::new()),
             audit: None,
             contract_problems: BTreeMap::new(),
+            entities: Entities::default(),
         }
     }
 
@@ -424,6 +448,16 @@ impl Pipeline {
             return self.quarantine(kind, &name, encoding);
         }
         self.spool.write_line(kind, &line)?;
+        if ENTITY_KINDS.contains(&kind) {
+            if attributes.get().contains("\"unreadable\"") {
+                let map: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(attributes.get()).unwrap_or_default();
+                if map.get("unreadable").is_some_and(|v| !v.is_null()) {
+                    self.entities.unreadable.push(asset.path.clone());
+                }
+            }
+            self.entities.names.insert(name.clone(), kind);
+        }
         let counts = self.counts.entry(kind).or_default();
         counts.kept += 1;
         counts.add(&KindCounts {
@@ -508,6 +542,7 @@ impl Pipeline {
                 .collect(),
             warnings: self.warnings,
             dropped_names: self.dropped_names,
+            entities: self.entities,
         })
     }
 }
@@ -531,6 +566,8 @@ pub struct PipelineOutput {
     pub confusables_not_listed: u64,
     /// Names of the assets that were dropped, which plugin warnings may not carry.
     pub dropped_names: DroppedNames,
+    /// The entities the run published.
+    pub entities: Entities,
 }
 
 fn asset_size(a: &EmittedAsset) -> usize {

@@ -5,6 +5,7 @@
 //! Temporal worker's activity both enter through [`run_workflow_gated`] and its wrappers, so
 //! there is one run and no second copy of one.
 
+pub mod changes;
 mod error;
 pub mod log;
 mod manifest;

@@ -96,6 +96,8 @@ pub(super) struct Extracted {
     dropped_log_lines: u64,
     sql_guard: (u64, u64),
     plugin_usage: PluginUsage,
+    /// What this run published, under its workflow's key, for the next run to compare with.
+    published_set: Option<(String, crate::state::PublishedSet)>,
 }
 
 /// The phases in order. A failure at any point publishes nothing; the run's log of a failed
@@ -396,6 +398,14 @@ pub(super) async fn extract(
     all_warnings.extend(output.warnings);
     let config_json_full = serde_json::to_vec(config).unwrap_or_default();
     let totals = Manifest::sum_counts(&output.counts);
+    let entities = output.entities;
+    // Entities this run dropped by a limit, the contract or the secret scan: it is partial,
+    // and what it lacks says nothing about the source.
+    let entities_dropped: u64 = crate::pipeline::ENTITY_KINDS
+        .iter()
+        .filter_map(|k| output.counts.get(k.as_str()))
+        .map(|c| c.dropped_oversize + c.dropped_kind_limit + c.quarantined + c.dropped_invalid)
+        .sum();
     ctx.log.event(
         "output",
         serde_json::json!({
@@ -447,7 +457,41 @@ pub(super) async fn extract(
         secrets_withheld: prepared.inbound.hits(),
         warnings: all_warnings,
         log: None,
+        changes: None,
     };
+    // What changed since the workflow's last complete run, when a state store keeps runs.
+    let mut published_set = None;
+    if let (Mode::Publish, Some(home), Some(key)) = (ctx.mode, ctx.home, workflow_key(ctx.cfg)) {
+        let current = super::changes::snapshot(
+            &ctx.run_id,
+            &manifest.plugin.sha256,
+            &manifest.filter.digest,
+            &entities,
+        );
+        match home.state().published_set(&key) {
+            Ok(previous) => {
+                let partial = (entities_dropped > 0).then(|| {
+                    format!(
+                        "{entities_dropped} databases, schemas, tables or views were dropped by \
+                         a limit, the asset contract or the secret scan"
+                    )
+                });
+                let (changes, next) = super::changes::compare(
+                    previous.as_ref(),
+                    &current,
+                    &entities.unreadable,
+                    partial,
+                    config.changes.max_removed_share,
+                );
+                manifest.changes = Some(changes);
+                published_set = next.map(|set| (key, set));
+            }
+            Err(e) => manifest.warnings.push(format!(
+                "changes since the last complete run are not reported: the state store did not \
+                 answer ({e})"
+            )),
+        }
+    }
     if matches!(ctx.mode, Mode::Publish) {
         // The log goes out with the run, listed and hashed in the manifest; it ends here, at
         // the last event before the manifest (whose existence says the rest).
@@ -489,7 +533,17 @@ pub(super) async fn extract(
         dropped_log_lines,
         sql_guard,
         plugin_usage,
+        published_set,
     })
+}
+
+/// The key a workflow's runs are compared under: its stored id, or its config file.
+fn workflow_key(cfg: &crate::config::LoadedConfig) -> Option<String> {
+    match (&cfg.workflow_id, &cfg.file) {
+        (Some(id), _) => Some(format!("workflow:{id}")),
+        (None, Some(file)) => Some(format!("file:{}", file.display())),
+        (None, None) => None,
+    }
 }
 
 /// Publishes the extracted run whole — the local sink renames its staging directory, a remote
@@ -514,7 +568,17 @@ pub(super) async fn publish(
         dropped_log_lines,
         sql_guard,
         plugin_usage,
+        published_set,
     } = extracted;
+    // Once published, this run is what the next one compares with. Failing to record it
+    // never fails the published run; the next run then compares with an older one.
+    let record = |run: &str| {
+        if let (Some(home), Some((key, set))) = (ctx.home, &published_set) {
+            if let Err(e) = home.state().record_published_set(key, set) {
+                tracing::warn!("cannot record what run {run} published: {e}");
+            }
+        }
+    };
     let run_id = &ctx.run_id;
     let config = &ctx.cfg.config;
     // The gate decides last, after everything that can fail before publishing did not.
@@ -553,6 +617,7 @@ pub(super) async fn publish(
                     "{e}; no manifest was uploaded. Finish it with `airlock upload --resume {run_id}`"
                 )))
             })?;
+            record(run_id);
             Ok(report(PathBuf::from(uploaded.url), manifest))
         }
         Staging::Sink(staged) => {
@@ -574,6 +639,7 @@ pub(super) async fn publish(
                     tracing::warn!("sink.keep_runs: cannot remove old runs in {sink_dir}: {e}");
                 }
             }
+            record(run_id);
             Ok(report(output_dir, manifest))
         }
         Staging::Temp(tmp) => {

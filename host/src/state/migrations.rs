@@ -14,7 +14,7 @@ pub(super) struct Migration {
 }
 
 /// The schema version this binary writes and understands.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Every migration, oldest first; versions are 1, 2, 3, ...
 pub(super) const MIGRATIONS: &[Migration] = &[
@@ -142,6 +142,13 @@ CREATE TABLE plugin_approvals (
         version: 3,
         sqlite: "CREATE TABLE publish_claims (key TEXT PRIMARY KEY, run_id TEXT NOT NULL, claimed_at TEXT NOT NULL);",
         postgres: r#"CREATE TABLE publish_claims (key TEXT COLLATE "C" PRIMARY KEY, run_id TEXT NOT NULL, claimed_at TEXT NOT NULL);"#,
+    },
+    // 4: what each workflow's last complete run published (`StateStore::published_set`),
+    // which the next run's added and removed entities are reported against.
+    Migration {
+        version: 4,
+        sqlite: "CREATE TABLE published_sets (workflow_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, plugin_sha256 TEXT NOT NULL, filter_digest TEXT NOT NULL, names TEXT NOT NULL, recorded_at TEXT NOT NULL);",
+        postgres: r#"CREATE TABLE published_sets (workflow_key TEXT COLLATE "C" PRIMARY KEY, run_id TEXT NOT NULL, plugin_sha256 TEXT NOT NULL, filter_digest TEXT NOT NULL, names TEXT NOT NULL, recorded_at TEXT NOT NULL);"#,
     },
 ];
 

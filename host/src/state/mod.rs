@@ -93,6 +93,17 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+/// What a workflow's last complete run published: its entities' qualified names and kinds,
+/// and the plugin and filters that produced them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishedSet {
+    pub run_id: String,
+    pub plugin_sha256: String,
+    pub filter_digest: String,
+    /// Qualified name -> asset kind.
+    pub names: std::collections::BTreeMap<String, String>,
+}
+
 /// One audit entry. Never holds a secret.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AuditEntry {
@@ -543,6 +554,50 @@ impl StateStore {
             .next()
             .map(row_to_run)
             .transpose()
+    }
+
+    /// What the last complete run of `workflow_key` published, if one was recorded.
+    pub fn published_set(&self, workflow_key: &str) -> Result<Option<PublishedSet>, StateError> {
+        let Some(mut row) = self
+            .db
+            .query(
+                "SELECT run_id, plugin_sha256, filter_digest, names FROM published_sets
+                 WHERE workflow_key = ?1",
+                args![workflow_key],
+            )?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let names = row.text(3)?;
+        Ok(Some(PublishedSet {
+            run_id: row.text(0)?,
+            plugin_sha256: row.text(1)?,
+            filter_digest: row.text(2)?,
+            names: serde_json::from_str(&names).map_err(|e| {
+                StateError::Invalid(format!("published set of {workflow_key}: {e}"))
+            })?,
+        }))
+    }
+
+    /// Records what a complete run of `workflow_key` published, replacing the previous set.
+    pub fn record_published_set(
+        &self,
+        workflow_key: &str,
+        set: &PublishedSet,
+    ) -> Result<(), StateError> {
+        let names =
+            serde_json::to_string(&set.names).map_err(|e| StateError::Invalid(e.to_string()))?;
+        self.db.execute(
+            "INSERT INTO published_sets (workflow_key, run_id, plugin_sha256, filter_digest, names, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (workflow_key) DO UPDATE SET run_id = excluded.run_id,
+               plugin_sha256 = excluded.plugin_sha256, filter_digest = excluded.filter_digest,
+               names = excluded.names, recorded_at = excluded.recorded_at",
+            args![workflow_key, &set.run_id, &set.plugin_sha256, &set.filter_digest, names, now()],
+        )?;
+        Ok(())
     }
 }
 

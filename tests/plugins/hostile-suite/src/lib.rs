@@ -479,6 +479,30 @@ impl Connector for Suite {
                     "{\"comment\": \"first\", \"comment\": \"second\"}".into(),
                 )])
             }
+            // Schemas `a` (tables t0..t9) and `b` (u0..u4); `drop_a = N` leaves out the
+            // first N tables of `a`, `unreadable_b = true` reports `b` unreadable and leaves
+            // out its tables (a connector whose catalog query for one schema failed).
+            "partly-unreadable" => {
+                out.emit(AssetKind::Database, ["db"], json!({}))?;
+                out.emit(AssetKind::Schema, ["db", "a"], json!({}))?;
+                for i in opt_u64(o, "drop_a", 0)..10 {
+                    out.emit(AssetKind::Table, ["db", "a", &format!("t{i}")], json!({}))?;
+                }
+                if o["unreadable_b"].as_bool().unwrap_or(false) {
+                    out.unreadable(
+                        AssetKind::Schema,
+                        ["db", "b"],
+                        serde_json::Map::new(),
+                        "permission denied for schema b",
+                    )
+                } else {
+                    out.emit(AssetKind::Schema, ["db", "b"], json!({}))?;
+                    for i in 0..5 {
+                        out.emit(AssetKind::Table, ["db", "b", &format!("u{i}")], json!({}))?;
+                    }
+                    Ok(())
+                }
+            }
             "other-database" => {
                 out.emit(AssetKind::Database, ["good"], json!({}))?;
                 out.emit(AssetKind::Schema, ["good", "main"], json!({}))?;
