@@ -153,6 +153,44 @@ fn datahubs_own(dh: &Datahub, ws: &Workspace, source: &str) -> Entities {
     Entities::read(&file)
 }
 
+/// A workflow reading a server at `endpoint` with `plugin` as the credential `guid`, in
+/// plain TCP (the test servers), `sink_extra` appended to its `[sink]`.
+fn server_config(
+    ws: &Workspace,
+    plugin_name: &str,
+    endpoint: &str,
+    databases: &str,
+    guid: &str,
+    sink_extra: &str,
+) -> airlock::config::LoadedConfig {
+    ws.config(&format!(
+        "[source]\nplugin = \"{}\"\nendpoint = \"{endpoint}\"\n{databases}\ncredential = \"{guid}\"\n\
+         tls = {{ mode = \"disable\", allow_cleartext_password = true }}\n\n\
+         [sink]\nkind = \"local\"\ndir = \"out\"\n{sink_extra}",
+        plugin(plugin_name).display(),
+    ))
+}
+
+/// Runs `cfg`, exports the run for DataHub (`export_args`), ingests it into a file and
+/// datahub-lite, runs DataHub's own `source` on the same database and compares the two;
+/// returns the run and what airlock's file holds.
+async fn run_and_compare_with_datahub(
+    dh: &Datahub,
+    ws: &Workspace,
+    home: &Home,
+    cfg: &airlock::config::LoadedConfig,
+    export_args: &[&str],
+    source: &str,
+) -> (airlock::run::RunReport, Entities) {
+    let report = run_in(&runtime(), cfg, home).await.expect("run succeeds");
+    verify_run_dir(&report.output_dir);
+    let file = export(ws, &report.output_dir, export_args);
+    let ours = ingest_everywhere(dh, ws, &file);
+    let theirs = datahubs_own(dh, ws, source);
+    assert_same_entities(&ours, &theirs);
+    (report, ours)
+}
+
 /// The comparison the issue asks for: the same dataset and container URNs, the same fields.
 fn assert_same_entities(ours: &Entities, theirs: &Entities) {
     assert!(
@@ -189,23 +227,35 @@ async fn sqlite_output_is_what_datahubs_sqlalchemy_source_sees() {
         .unwrap();
     let home = Home::new(ws.path());
     let cfg = ws.config_for(&plugin("sqlite"), "shop.db", "");
-    let report = run_in(&runtime(), &cfg, &home).await.expect("run succeeds");
-    verify_run_dir(&report.output_dir);
     // DataHub keys a SQLite database by the path in its connection URI.
     let path = db.canonicalize().unwrap().display().to_string();
-    let file = export(&ws, &report.output_dir, &["--sqlite-database", &path]);
-    let ours = ingest_everywhere(&dh, &ws, &file);
-    let theirs = datahubs_own(
+    let (report, ours) = run_and_compare_with_datahub(
         &dh,
         &ws,
+        &home,
+        &cfg,
+        &["--sqlite-database", &path],
         &format!(
             "source:\n  type: sqlalchemy\n  config:\n    platform: sqlite\n    connect_uri: \"sqlite:///{path}\"\n    include_view_lineage: false\n"
         ),
-    );
-    assert_same_entities(&ours, &theirs);
+    )
+    .await;
     assert!(ours
         .of("dataset")
         .contains("urn:li:dataset:(urn:li:dataPlatform:sqlite,main.café_é,PROD)"));
+
+    // The sink option writes the same file into the run itself, listed in its manifest.
+    let cfg = ws.config_for(
+        &plugin("sqlite"),
+        "shop.db",
+        &format!("format = \"datahub\"\n\n[sink.catalog]\nsqlite_database = \"{path}\"\n"),
+    );
+    let again = run_in(&runtime(), &cfg, &home).await.expect("run succeeds");
+    let manifest = verify_run_dir(&again.output_dir);
+    assert_eq!(manifest["exports"][0]["path"], "datahub.json", "{manifest}");
+    let inside = again.output_dir.join("datahub.json");
+    assert_eq!(Entities::read(&inside), ours, "the run's own datahub.json");
+    ingest_everywhere(&dh, &ws, &inside);
 
     let om = openmetadata(&ws, &report.output_dir);
     let cafe = om_table(&om, "café_é");
@@ -242,26 +292,26 @@ async fn postgres_output_is_what_datahubs_postgres_source_sees() {
     let ws = Workspace::new();
     let home = Home::new(ws.path());
     let guid = home.add_password("reader", "reader-pw", &[&pg.endpoint()]);
-    let cfg = ws.config(&format!(
-        "[source]\nplugin = \"{}\"\nendpoint = \"{}\"\ndatabase = \"shop\"\ncredential = \"{guid}\"\n\
-         tls = {{ mode = \"disable\", allow_cleartext_password = true }}\n\n\
-         [sink]\nkind = \"local\"\ndir = \"out\"\n",
-        plugin("postgres").display(),
-        pg.endpoint()
-    ));
-    let report = run_in(&runtime(), &cfg, &home).await.expect("run succeeds");
-    verify_run_dir(&report.output_dir);
-    let file = export(&ws, &report.output_dir, &[]);
-    let ours = ingest_everywhere(&dh, &ws, &file);
-    let theirs = datahubs_own(
+    let cfg = server_config(
+        &ws,
+        "postgres",
+        &pg.endpoint(),
+        "database = \"shop\"",
+        &guid,
+        "",
+    );
+    let (report, ours) = run_and_compare_with_datahub(
         &dh,
         &ws,
+        &home,
+        &cfg,
+        &[],
         &format!(
             "source:\n  type: postgres\n  config:\n    host_port: \"{}\"\n    database: shop\n    username: reader\n    password: reader-pw\n    include_view_lineage: false\n",
             pg.endpoint()
         ),
-    );
-    assert_same_entities(&ours, &theirs);
+    )
+    .await;
     assert!(ours
         .of("dataset")
         .contains("urn:li:dataset:(urn:li:dataPlatform:postgres,shop.Inventar_ü.café_é,PROD)"));
@@ -322,32 +372,43 @@ async fn mariadb_output_is_what_datahubs_mysql_source_sees() {
     let ws = Workspace::new();
     let home = Home::new(ws.path());
     let guid = home.add_password("reader", "reader-pw", &[&server.address()]);
-    let cfg = ws.config(&format!(
-        "[source]\nplugin = \"{}\"\nendpoint = \"{}\"\ndatabases = [\"*\"]\ncredential = \"{guid}\"\n\
-         tls = {{ mode = \"disable\", allow_cleartext_password = true }}\n\n\
-         [sink]\nkind = \"local\"\ndir = \"out\"\n",
-        plugin("mysql").display(),
-        server.address()
-    ));
-    let report = run_in(&runtime(), &cfg, &home).await.expect("run succeeds");
-    verify_run_dir(&report.output_dir);
-    let file = export(&ws, &report.output_dir, &[]);
-    let ours = ingest_everywhere(&dh, &ws, &file);
-    let theirs = datahubs_own(
+    let every = "databases = [\"*\"]";
+    let cfg = server_config(&ws, "mysql", &server.address(), every, &guid, "");
+    let (report, ours) = run_and_compare_with_datahub(
         &dh,
         &ws,
+        &home,
+        &cfg,
+        &[],
         &format!(
             "source:\n  type: mysql\n  config:\n    host_port: \"{}\"\n    username: dh\n    password: dh-pw\n    include_view_lineage: false\n    database_pattern:\n      deny: [\"information_schema\", \"mysql\", \"performance_schema\", \"sys\"]\n",
             server.address()
         ),
-    );
-    assert_same_entities(&ours, &theirs);
+    )
+    .await;
     assert!(ours
         .of("dataset")
         .contains("urn:li:dataset:(urn:li:dataPlatform:mysql,Lager_ü.café_é,PROD)"));
 
     // OpenMetadata reads MySQL's databases as schemas of the database `default`.
     let om = openmetadata(&ws, &report.output_dir);
+    // The sink option writes the same requests into the run itself.
+    let cfg = server_config(
+        &ws,
+        "mysql",
+        &server.address(),
+        every,
+        &guid,
+        "format = \"openmetadata\"\n\n[sink.catalog]\nservice = \"svc.local\"\n",
+    );
+    let again = run_in(&runtime(), &cfg, &home).await.expect("run succeeds");
+    verify_run_dir(&again.output_dir);
+    let inside = again.output_dir.join("openmetadata.json");
+    let (ok, report) = openmetadata_validate(&inside);
+    assert!(ok, "{report}");
+    let inside: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&inside).unwrap()).unwrap();
+    assert_eq!(inside["tables"], om["tables"]);
     let cafe = om_table(&om, "café_é");
     assert_eq!(cafe["databaseSchema"], "\"svc.local\".default.Lager_ü");
     assert_eq!(cafe["columns"][3]["dataType"], "ENUM");

@@ -387,6 +387,14 @@ async fn a_missing_or_untrusted_client_certificate_is_refused() {
         // The tenant refused the handshake, once per attempt at most (a refusal the sink
         // recognises is final; one that ends the connection before the request was sent is
         // retried).
+        // The tenant records a refusal after it sent its alert, which the client may read
+        // first (TLS 1.3 checks the client's certificate after the client finished): wait.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while env.tenant.handshake_failures().len() == failures_before
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let failures = env.tenant.handshake_failures().len() - failures_before;
         assert!(
             (1..=2).contains(&failures),

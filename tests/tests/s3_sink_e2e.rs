@@ -198,6 +198,31 @@ async fn an_interrupted_upload_has_no_manifest_and_resume_finishes_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_catalog_format_is_uploaded_with_the_run_and_listed_in_its_manifest() {
+    let moto = moto();
+    let api = S3Api::new(&moto.endpoint(), BUCKET);
+    api.create_bucket().await;
+    let (_ws, home, cfg) = setup(
+        &moto,
+        "format = \"openmetadata\"\n\n[sink.catalog]\nservice = \"warehouse\"",
+    );
+    let report = run_in(&runtime(), &cfg, &home).await.expect("run succeeds");
+    let run_id = report.manifest.run_id.clone();
+    let manifest = api.verify_uploaded(PREFIX, &run_id).await;
+    assert_eq!(manifest["exports"][0]["path"], "openmetadata.json");
+    let (bytes, _) = api
+        .get_object(&format!("{PREFIX}/{run_id}/openmetadata.json"))
+        .await;
+    let requests: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let tables = requests["tables"].as_array().unwrap();
+    assert!(tables.len() >= 20, "{}", tables.len());
+    assert!(tables.iter().all(|t| t["databaseSchema"]
+        .as_str()
+        .unwrap()
+        .starts_with("warehouse.")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_credential_not_bound_to_the_endpoint_uploads_nothing() {
     let moto = moto();
     let api = S3Api::new(&moto.endpoint(), BUCKET);

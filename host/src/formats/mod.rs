@@ -32,6 +32,151 @@ pub struct Line {
     pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
+/// A catalog format a run can be written in beside its own files (`[sink] format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogFormat {
+    /// DataHub change proposals, `datahub.json`.
+    Datahub,
+    /// OpenMetadata create requests, `openmetadata.json`.
+    Openmetadata,
+}
+
+impl CatalogFormat {
+    /// The file the run gets, and its kind in the manifest.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            CatalogFormat::Datahub => "datahub.json",
+            CatalogFormat::Openmetadata => "openmetadata.json",
+        }
+    }
+
+    /// The kind the manifest lists the file under.
+    pub fn kind(self) -> &'static str {
+        match self {
+            CatalogFormat::Datahub => "datahub",
+            CatalogFormat::Openmetadata => "openmetadata",
+        }
+    }
+}
+
+/// The `[sink.catalog]` table: options of the catalog format.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogOptions {
+    /// DataHub: the environment of the URNs (default `PROD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// DataHub: the platform instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_instance: Option<String>,
+    /// DataHub, SQLite: the database path DataHub's recipes use in their connection URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlite_database: Option<String>,
+    /// OpenMetadata: the database service (required for that format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+impl CatalogOptions {
+    /// Checks the options `format` needs.
+    pub fn check(&self, format: CatalogFormat) -> Result<(), String> {
+        match (format, &self.service) {
+            (CatalogFormat::Openmetadata, None) => Err(
+                "sink.format = \"openmetadata\" needs [sink.catalog] service = \"<the OpenMetadata database service>\""
+                    .into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    fn datahub(&self) -> datahub::DatahubOptions {
+        datahub::DatahubOptions {
+            env: self.env.clone().unwrap_or_else(|| "PROD".into()),
+            platform_instance: self.platform_instance.clone(),
+            sqlite_database: self.sqlite_database.clone(),
+        }
+    }
+
+    fn openmetadata(&self) -> openmetadata::OpenMetadataOptions {
+        openmetadata::OpenMetadataOptions {
+            service: self.service.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Renders a run (its manifest and asset lines) in `format`: the file's bytes and its number
+/// of records.
+pub fn render(
+    format: CatalogFormat,
+    manifest: &Manifest,
+    lines: &[Line],
+    options: &CatalogOptions,
+) -> Result<(Vec<u8>, u64), String> {
+    let mut bytes = Vec::new();
+    let n = match format {
+        CatalogFormat::Datahub => {
+            let finished = chrono::DateTime::parse_from_rfc3339(&manifest.finished_at)
+                .map(|t| t.timestamp_millis())
+                .unwrap_or_else(|_| chrono::Utc::now().timestamp_millis());
+            let writer = datahub::Writer::new(
+                &manifest.plugin.name,
+                options.datahub(),
+                &manifest.run_id,
+                finished,
+            )?;
+            // Datasets the run's changes say are removed get `status.removed`.
+            let removed: Vec<Vec<String>> = removed(manifest)
+                .filter(|(kind, _)| matches!(kind.as_str(), "table" | "view" | "materialized_view"))
+                .map(|(_, path)| path)
+                .collect();
+            writer
+                .write(lines, &removed, &mut bytes)
+                .map_err(|e| e.to_string())?
+        }
+        CatalogFormat::Openmetadata => {
+            let options = options.openmetadata();
+            if options.service.is_empty() {
+                return Err("the OpenMetadata database service name is empty".into());
+            }
+            let mut requests = openmetadata::requests(&manifest.plugin.name, &options, lines);
+            let removed: Vec<(String, Vec<String>)> = removed(manifest).collect();
+            requests.deletions = openmetadata::deletions(&manifest.plugin.name, &options, &removed);
+            serde_json::to_writer_pretty(&mut bytes, &requests).map_err(|e| e.to_string())?;
+            bytes.push(b'\n');
+            (requests.databases.len()
+                + requests.schemas.len()
+                + requests.tables.len()
+                + requests.deletions.len()) as u64
+        }
+    };
+    Ok((bytes, n))
+}
+
+/// Reads the asset lines a catalog format needs from a run's files, through `open` (the
+/// published files, or a staging spool that may be encrypted).
+pub fn read_lines(
+    manifest: &Manifest,
+    open: &dyn Fn(&str) -> std::io::Result<Box<dyn std::io::Read + Send>>,
+) -> Result<Vec<Line>, String> {
+    let mut lines = Vec::new();
+    for file in manifest
+        .files
+        .iter()
+        .filter(|f| KINDS.contains(&f.kind.as_str()))
+    {
+        let reader =
+            std::io::BufReader::new(open(&file.path).map_err(|e| format!("{}: {e}", file.path))?);
+        for line in reader.lines() {
+            let line = line.map_err(|e| format!("{}: {e}", file.path))?;
+            lines.push(
+                serde_json::from_str::<Line>(&line).map_err(|e| format!("{}: {e}", file.path))?,
+            );
+        }
+    }
+    Ok(lines)
+}
+
 /// What an export wrote.
 #[derive(Debug, serde::Serialize)]
 pub struct Exported {
@@ -56,23 +201,9 @@ fn load_run(run_dir: &Path) -> Result<(Manifest, Vec<Line>), String> {
         &std::fs::read(run_dir.join("manifest.json")).map_err(|e| e.to_string())?,
     )
     .map_err(|e| e.to_string())?;
-    let mut lines = Vec::new();
-    for file in manifest
-        .files
-        .iter()
-        .filter(|f| KINDS.contains(&f.kind.as_str()))
-    {
-        let reader = std::io::BufReader::new(
-            std::fs::File::open(run_dir.join(&file.path))
-                .map_err(|e| format!("{}: {e}", file.path))?,
-        );
-        for line in reader.lines() {
-            let line = line.map_err(|e| format!("{}: {e}", file.path))?;
-            lines.push(
-                serde_json::from_str::<Line>(&line).map_err(|e| format!("{}: {e}", file.path))?,
-            );
-        }
-    }
+    let lines = read_lines(&manifest, &|path| {
+        Ok(Box::new(std::fs::File::open(run_dir.join(path))?) as Box<dyn std::io::Read + Send>)
+    })?;
     Ok((manifest, lines))
 }
 
@@ -118,21 +249,13 @@ pub fn export_datahub(
     options: datahub::DatahubOptions,
     out: &Path,
 ) -> Result<Exported, String> {
-    let (manifest, lines) = load_run(run_dir)?;
-    let finished = chrono::DateTime::parse_from_rfc3339(&manifest.finished_at)
-        .map(|t| t.timestamp_millis())
-        .unwrap_or(0);
-    let writer = datahub::Writer::new(&manifest.plugin.name, options, &manifest.run_id, finished)?;
-    // Datasets the run's changes say are removed get `status.removed`.
-    let removed: Vec<Vec<String>> = removed(&manifest)
-        .filter(|(kind, _)| matches!(kind.as_str(), "table" | "view" | "materialized_view"))
-        .map(|(_, path)| path)
-        .collect();
-    let records = write_whole(out, |w| writer.write(&lines, &removed, w))?;
-    Ok(Exported {
-        run_id: manifest.run_id,
-        records,
-    })
+    let options = CatalogOptions {
+        env: Some(options.env),
+        platform_instance: options.platform_instance,
+        sqlite_database: options.sqlite_database,
+        service: None,
+    };
+    export(run_dir, CatalogFormat::Datahub, &options, out)
 }
 
 /// Writes the published run in `run_dir` as OpenMetadata create requests at `out`.
@@ -144,21 +267,27 @@ pub fn export_openmetadata(
     if options.service.is_empty() {
         return Err("the OpenMetadata database service name is empty (--service)".into());
     }
+    let options = CatalogOptions {
+        service: Some(options.service),
+        ..CatalogOptions::default()
+    };
+    export(run_dir, CatalogFormat::Openmetadata, &options, out)
+}
+
+fn export(
+    run_dir: &Path,
+    format: CatalogFormat,
+    options: &CatalogOptions,
+    out: &Path,
+) -> Result<Exported, String> {
     let (manifest, lines) = load_run(run_dir)?;
-    let mut requests = openmetadata::requests(&manifest.plugin.name, &options, &lines);
-    let removed: Vec<(String, Vec<String>)> = removed(&manifest).collect();
-    requests.deletions = openmetadata::deletions(&manifest.plugin.name, &options, &removed);
-    let n = (requests.databases.len()
-        + requests.schemas.len()
-        + requests.tables.len()
-        + requests.deletions.len()) as u64;
+    let (bytes, records) = render(format, &manifest, &lines, options)?;
     write_whole(out, |w| {
-        serde_json::to_writer_pretty(&mut *w, &requests)?;
-        w.write_all(b"\n")?;
-        Ok(n)
+        w.write_all(&bytes)?;
+        Ok(records)
     })?;
     Ok(Exported {
         run_id: manifest.run_id,
-        records: n,
+        records,
     })
 }

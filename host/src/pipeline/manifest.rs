@@ -53,6 +53,10 @@ pub struct Manifest {
     /// counts, warnings and denials, redacted and scanned like every asset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<SpooledFile>,
+    /// The run in a catalog's format (`[sink] format`), written beside its own files: kind
+    /// `datahub` or `openmetadata`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exports: Vec<SpooledFile>,
     /// What changed since the workflow's last complete run (absent without a state store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<Changes>,
@@ -140,9 +144,13 @@ pub struct Timings {
 }
 
 impl Manifest {
-    /// Every file of the run beside the manifest: the asset files, then the log.
+    /// Every file of the run beside the manifest: the asset files, the log, then the catalog
+    /// exports.
     pub fn all_files(&self) -> impl Iterator<Item = &SpooledFile> {
-        self.files.iter().chain(self.log.iter())
+        self.files
+            .iter()
+            .chain(self.log.iter())
+            .chain(self.exports.iter())
     }
 
     /// Sums the per-kind counts.

@@ -457,6 +457,7 @@ pub(super) async fn extract(
         secrets_withheld: prepared.inbound.hits(),
         warnings: all_warnings,
         log: None,
+        exports: Vec::new(),
         changes: None,
     };
     // What changed since the workflow's last complete run, when a state store keeps runs.
@@ -491,6 +492,30 @@ pub(super) async fn extract(
                  answer ({e})"
             )),
         }
+    }
+    if let (Mode::Publish, Some((format, options))) = (ctx.mode, config.sink.catalog()) {
+        // The catalog's file, from the spooled lines (after `changes`, whose removals it
+        // carries), written into the staging like every other file of the run.
+        let dir = prepared.staged.dir().to_path_buf();
+        let key = prepared.spool_key.clone();
+        let lines = crate::formats::read_lines(&manifest, &|path| {
+            crate::pipeline::spool::open_spooled(&dir.join(path), key.as_deref())
+        })
+        .map_err(|e| RunError::Output(format!("{}: {e}", format.file_name())))?;
+        let (bytes, records) = crate::formats::render(format, &manifest, &lines, &options)
+            .map_err(|e| RunError::Output(format!("{}: {e}", format.file_name())))?;
+        drop(lines);
+        manifest.exports.push(
+            write_whole(
+                prepared.staged.dir(),
+                format.file_name(),
+                format.kind(),
+                records,
+                &bytes,
+                prepared.spool_key.as_deref(),
+            )
+            .map_err(|e| RunError::Output(format!("{}: {e}", format.file_name())))?,
+        );
     }
     if matches!(ctx.mode, Mode::Publish) {
         // The log goes out with the run, listed and hashed in the manifest; it ends here, at

@@ -32,6 +32,13 @@ const CHUNK: usize = 256 * 1024;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpsSinkConfig {
+    /// A catalog format written beside the run's own files and listed in its manifest
+    /// (`datahub` -> `datahub.json`, `openmetadata` -> `openmetadata.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<crate::formats::CatalogFormat>,
+    /// Options of that format (`[sink.catalog]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<crate::formats::CatalogOptions>,
     /// Base URL of the tenant's ingest endpoint (`https://tenant.example.com/api/airlock`);
     /// objects are `PUT` to `<url>/runs/<run-id>/<file>`. `https://` only.
     pub url: String,

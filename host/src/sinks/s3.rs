@@ -25,6 +25,13 @@ use crate::state::RunAudit;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct S3SinkConfig {
+    /// A catalog format written beside the run's own files and listed in its manifest
+    /// (`datahub` -> `datahub.json`, `openmetadata` -> `openmetadata.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<crate::formats::CatalogFormat>,
+    /// Options of that format (`[sink.catalog]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<crate::formats::CatalogOptions>,
     /// The bucket.
     pub bucket: String,
     /// Key prefix; objects are `<prefix>/<run-id>/<file>`.
