@@ -608,3 +608,47 @@ async fn nothing_under_a_schema_the_plugin_could_not_read_is_removed() {
         "{c}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn airlock_validate_passes_a_published_run_and_lists_what_is_wrong_with_a_tampered_one() {
+    let ws = Workspace::new();
+    let db = ws.path().join("lib.db");
+    tables_db(&db, 3);
+    let cfg = ws.config_for(&plugin("sqlite"), "lib.db", "");
+    let report = run_in(&runtime(), &cfg, &Home::new(ws.path()))
+        .await
+        .expect("run succeeds");
+    let validate = |dir: &Path| {
+        airlock_command(&ws)
+            .arg("validate")
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let ok = validate(&report.output_dir);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(
+        text(&ok.stdout).contains("assets checked against asset contract 1.0"),
+        "{}",
+        text(&ok.stdout)
+    );
+    // A line given an attribute outside the contract, and a file nobody listed.
+    let tables = report.output_dir.join("table.jsonl");
+    let edited = std::fs::read_to_string(&tables).unwrap().replacen(
+        "\"attributes\":{",
+        "\"attributes\":{\"smuggled\":1,",
+        1,
+    );
+    std::fs::write(&tables, edited).unwrap();
+    std::fs::write(report.output_dir.join("extra.txt"), "x").unwrap();
+    let bad = validate(&report.output_dir);
+    assert_eq!(bad.status.code(), Some(1));
+    let problems = text(&bad.stderr);
+    for says in [
+        "table.jsonl: SHA-256",
+        "table.jsonl:1: table lib.main.t0: an attribute key the contract does not name",
+        "`extra.txt` is in the run directory but not in the manifest",
+    ] {
+        assert!(problems.contains(says), "{says}:\n{problems}");
+    }
+}
