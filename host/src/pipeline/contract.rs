@@ -460,11 +460,17 @@ impl Contract {
         let rule = &self.kinds[&kind];
         let Entries(entries) =
             serde_json::from_str(raw).map_err(|_| "the attributes are not a JSON object")?;
-        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        // Most assets have a dozen keys: a linear look back is cheaper than a hash set.
+        let mut seen =
+            (entries.len() > 32).then(|| std::collections::HashSet::with_capacity(entries.len()));
         let mut dropped = 0u64;
-        for (key, value) in &entries {
+        for (i, (key, value)) in entries.iter().enumerate() {
             let known = rule.properties.get(key.as_ref());
-            if !seen.insert(key.as_ref()) {
+            let repeated = match seen.as_mut() {
+                Some(set) => !set.insert(key.as_ref()),
+                None => entries[..i].iter().any(|(k, _)| k == key),
+            };
+            if repeated {
                 return Err(match known {
                     Some(_) => format!("attribute `{key}` is given twice"),
                     None => "an attribute key is given twice".to_string(),
@@ -724,6 +730,22 @@ mod tests {
         assert!(enforce(AssetKind::Table, &raw)
             .unwrap_err()
             .contains("at most 64"));
+    }
+
+    #[test]
+    fn a_key_given_twice_is_found_among_many() {
+        let mut keys: Vec<String> = (0..40).map(|i| format!(r#""k{i}":1"#)).collect();
+        keys.push(r#""comment":"a""#.into());
+        keys.push(r#""comment":"b""#.into());
+        let raw = format!("{{{}}}", keys.join(","));
+        let e = enforce(AssetKind::Table, &raw).unwrap_err();
+        assert!(e.contains("`comment` is given twice"), "{e}");
+        keys.truncate(41);
+        let raw = format!("{{{}}}", keys.join(","));
+        assert!(matches!(
+            enforce(AssetKind::Table, &raw),
+            Ok(Enforced::Trimmed { dropped: 40, .. })
+        ));
     }
 
     #[test]
