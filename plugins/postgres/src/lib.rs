@@ -560,7 +560,7 @@ impl Queries {
             ),
             relations: format!(
                 "SELECT n.nspname AS schema_name, c.relname AS name, c.relkind::text AS kind, \
-                 pg_catalog.obj_description(c.oid, 'pg_class') AS comment, \
+                 ds.description AS comment, \
                  CASE WHEN c.relkind IN ('r', 'p', 'f', 'm') AND c.reltuples >= 0 \
                    THEN c.reltuples::int8 END AS row_count_estimate, \
                  CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END AS partition_key, \
@@ -568,15 +568,20 @@ impl Queries {
                  CASE WHEN c.relispartition THEN pg_catalog.pg_get_expr(c.relpartbound, c.oid) END AS partition_bound, \
                  CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END AS view_definition, \
                  pg_catalog.pg_get_userbyid(c.relowner) AS owner, \
-                 {} AS extension \
+                 e.extname AS extension \
                  FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  LEFT JOIN pg_catalog.pg_inherits i ON c.relispartition AND i.inhrelid = c.oid \
                  LEFT JOIN pg_catalog.pg_class pc ON pc.oid = i.inhparent \
                  LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace \
+                 LEFT JOIN pg_catalog.pg_description ds ON ds.objoid = c.oid \
+                   AND ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ds.objsubid = 0 \
+                 LEFT JOIN pg_catalog.pg_depend ext ON ext.objid = c.oid \
+                   AND ext.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+                   AND ext.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND ext.deptype = 'e' \
+                 LEFT JOIN pg_catalog.pg_extension e ON e.oid = ext.refobjid \
                  WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') AND {USER_SCHEMA} AND {rel} \
-                 ORDER BY 1, 2",
-                owning_extension("pg_class", "c.oid")
+                 ORDER BY 1, 2"
             ),
             sequences: format!(
                 "SELECT n.nspname AS schema_name, c.relname AS name, \
