@@ -194,19 +194,11 @@ struct ValidateArgs {
     json: bool,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum ExportFormat {
-    /// DataHub metadata change proposals (one JSON array).
-    Datahub,
-    /// OpenMetadata create requests: {"databases", "schemas", "tables"}.
-    Openmetadata,
-}
-
 #[derive(Debug, Args)]
 struct ExportArgs {
     /// The catalog format.
     #[arg(long, value_enum)]
-    format: ExportFormat,
+    format: crate::formats::CatalogFormat,
     /// The run directory (holding manifest.json); it must validate.
     #[arg(value_name = "RUN_DIR")]
     run_dir: PathBuf,
@@ -232,30 +224,24 @@ struct ExportArgs {
 }
 
 fn export(args: &ExportArgs) -> i32 {
-    let result = match args.format {
-        ExportFormat::Datahub => crate::formats::export_datahub(
+    use crate::formats::CatalogFormat;
+    let result = match (args.format, &args.service) {
+        (CatalogFormat::Openmetadata, None) => Err(
+            "--format openmetadata needs --service NAME: the OpenMetadata \
+             database service the entities belong to"
+                .into(),
+        ),
+        (format, service) => crate::formats::export(
             &args.run_dir,
-            crate::formats::datahub::DatahubOptions {
-                env: args.env.clone(),
+            format,
+            &crate::formats::CatalogOptions {
+                env: Some(args.env.clone()),
                 platform_instance: args.platform_instance.clone(),
                 sqlite_database: args.sqlite_database.clone(),
+                service: service.clone(),
             },
             &args.out,
         ),
-        ExportFormat::Openmetadata => match &args.service {
-            Some(service) => crate::formats::export_openmetadata(
-                &args.run_dir,
-                crate::formats::openmetadata::OpenMetadataOptions {
-                    service: service.clone(),
-                },
-                &args.out,
-            ),
-            None => Err(
-                "--format openmetadata needs --service NAME: the OpenMetadata \
-                         database service the entities belong to"
-                    .into(),
-            ),
-        },
     };
     match result {
         Ok(done) => {
@@ -263,8 +249,8 @@ fn export(args: &ExportArgs) -> i32 {
                 println!("{}", serde_json::to_string(&done).unwrap_or_default());
             } else {
                 let what = match args.format {
-                    ExportFormat::Datahub => "DataHub records (ingest with a `file` source)",
-                    ExportFormat::Openmetadata => "OpenMetadata create requests",
+                    CatalogFormat::Datahub => "DataHub records (ingest with a `file` source)",
+                    CatalogFormat::Openmetadata => "OpenMetadata create requests",
                 };
                 println!(
                     "exported run {} to {}: {} {what}",

@@ -25,34 +25,26 @@ use serde_json::{json, Value};
 
 use super::Line;
 
-/// Options of the DataHub output.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+/// Options of the DataHub output (from [`super::CatalogOptions`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct DatahubOptions {
     /// DataHub's environment (fabric type), upper case: `PROD`, `DEV`, `QA`, ...
-    #[serde(default = "prod")]
     pub env: String,
     /// DataHub's `platform_instance`, when the recipes of the same sources set one.
-    #[serde(default)]
     pub platform_instance: Option<String>,
     /// The `database` of SQLite containers: DataHub keys them by the path in its connection
     /// URI, which only the operator knows; by default the database asset's name.
-    #[serde(default)]
     pub sqlite_database: Option<String>,
 }
 
 impl Default for DatahubOptions {
     fn default() -> Self {
         DatahubOptions {
-            env: prod(),
+            env: "PROD".into(),
             platform_instance: None,
             sqlite_database: None,
         }
     }
-}
-
-fn prod() -> String {
-    "PROD".into()
 }
 
 /// The DataHub platform and layout of a connector's output.

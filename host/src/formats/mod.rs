@@ -33,12 +33,14 @@ pub struct Line {
 }
 
 /// A catalog format a run can be written in beside its own files (`[sink] format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CatalogFormat {
-    /// DataHub change proposals, `datahub.json`.
+    /// DataHub metadata change proposals (one JSON array), `datahub.json`.
     Datahub,
-    /// OpenMetadata create requests, `openmetadata.json`.
+    /// OpenMetadata create requests ({"databases", "schemas", "tables"}), `openmetadata.json`.
     Openmetadata,
 }
 
@@ -243,38 +245,8 @@ fn write_whole(
     Ok(n)
 }
 
-/// Writes the published run in `run_dir` as a DataHub file at `out`.
-pub fn export_datahub(
-    run_dir: &Path,
-    options: datahub::DatahubOptions,
-    out: &Path,
-) -> Result<Exported, String> {
-    let options = CatalogOptions {
-        env: Some(options.env),
-        platform_instance: options.platform_instance,
-        sqlite_database: options.sqlite_database,
-        service: None,
-    };
-    export(run_dir, CatalogFormat::Datahub, &options, out)
-}
-
-/// Writes the published run in `run_dir` as OpenMetadata create requests at `out`.
-pub fn export_openmetadata(
-    run_dir: &Path,
-    options: openmetadata::OpenMetadataOptions,
-    out: &Path,
-) -> Result<Exported, String> {
-    if options.service.is_empty() {
-        return Err("the OpenMetadata database service name is empty (--service)".into());
-    }
-    let options = CatalogOptions {
-        service: Some(options.service),
-        ..CatalogOptions::default()
-    };
-    export(run_dir, CatalogFormat::Openmetadata, &options, out)
-}
-
-fn export(
+/// Writes the published run in `run_dir` in `format` at `out`.
+pub fn export(
     run_dir: &Path,
     format: CatalogFormat,
     options: &CatalogOptions,

@@ -496,26 +496,20 @@ pub(super) async fn extract(
     if let (Mode::Publish, Some((format, options))) = (ctx.mode, config.sink.catalog()) {
         // The catalog's file, from the spooled lines (after `changes`, whose removals it
         // carries), written into the staging like every other file of the run.
-        let dir = prepared.staged.dir().to_path_buf();
-        let key = prepared.spool_key.clone();
+        let failed =
+            |e: &dyn std::fmt::Display| RunError::Output(format!("{}: {e}", format.file_name()));
+        let dir = prepared.staged.dir();
+        let key = prepared.spool_key.as_deref();
         let lines = crate::formats::read_lines(&manifest, &|path| {
-            crate::pipeline::spool::open_spooled(&dir.join(path), key.as_deref())
+            crate::pipeline::spool::open_spooled(&dir.join(path), key)
         })
-        .map_err(|e| RunError::Output(format!("{}: {e}", format.file_name())))?;
-        let (bytes, records) = crate::formats::render(format, &manifest, &lines, &options)
-            .map_err(|e| RunError::Output(format!("{}: {e}", format.file_name())))?;
+        .map_err(|e| failed(&e))?;
+        let (bytes, records) =
+            crate::formats::render(format, &manifest, &lines, &options).map_err(|e| failed(&e))?;
         drop(lines);
-        manifest.exports.push(
-            write_whole(
-                prepared.staged.dir(),
-                format.file_name(),
-                format.kind(),
-                records,
-                &bytes,
-                prepared.spool_key.as_deref(),
-            )
-            .map_err(|e| RunError::Output(format!("{}: {e}", format.file_name())))?,
-        );
+        let file = write_whole(dir, format.file_name(), format.kind(), records, &bytes, key)
+            .map_err(|e| failed(&e))?;
+        manifest.exports.push(file);
     }
     if matches!(ctx.mode, Mode::Publish) {
         // The log goes out with the run, listed and hashed in the manifest; it ends here, at
