@@ -222,11 +222,10 @@ fn removed(manifest: &Manifest) -> impl Iterator<Item = (String, Vec<String>)> +
         })
 }
 
-/// Writes `out` whole or not at all: into a temporary file beside it, synced, then renamed.
-fn write_whole(
-    out: &Path,
-    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<u64>,
-) -> Result<u64, String> {
+/// Writes `bytes` to `out` whole or not at all: into a temporary file beside it, synced,
+/// then renamed.
+fn write_whole(out: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
     let dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -234,15 +233,10 @@ fn write_whole(
     let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", out.display());
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
-    let n = {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        let n = write(&mut w).map_err(|e| fail(&e))?;
-        std::io::Write::flush(&mut w).map_err(|e| fail(&e))?;
-        n
-    };
+    tmp.write_all(bytes).map_err(|e| fail(&e))?;
     tmp.as_file().sync_all().map_err(|e| fail(&e))?;
     tmp.persist(out).map_err(|e| fail(&e.error))?;
-    Ok(n)
+    Ok(())
 }
 
 /// Writes the published run in `run_dir` in `format` at `out`.
@@ -254,10 +248,7 @@ pub fn export(
 ) -> Result<Exported, String> {
     let (manifest, lines) = load_run(run_dir)?;
     let (bytes, records) = render(format, &manifest, &lines, options)?;
-    write_whole(out, |w| {
-        w.write_all(&bytes)?;
-        Ok(records)
-    })?;
+    write_whole(out, &bytes)?;
     Ok(Exported {
         run_id: manifest.run_id,
         records,
