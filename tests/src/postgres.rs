@@ -35,6 +35,12 @@ impl PgCluster {
         Self::launch(None, "log_statement = 'all'\nlogging_collector = off\n")
     }
 
+    /// Like [`PgCluster::start`], with `settings` (lines of `postgresql.conf`) added, e.g.
+    /// `shared_preload_libraries` for the benchmark's `pg_stat_statements`.
+    pub fn start_with_settings(settings: &str) -> PgCluster {
+        Self::launch(None, settings)
+    }
+
     /// Starts a cluster with TLS on (`cert_pem` / `key_pem`) that refuses every TCP login
     /// without TLS.
     pub fn start_tls(cert_pem: &str, key_pem: &str) -> PgCluster {
@@ -205,6 +211,11 @@ impl PgCluster {
             .args(["-U", "postgres", "-d", db])
             .env("PGCLIENTENCODING", "UTF8");
         cmd
+    }
+
+    /// A program of the server's installation (`psql`, `pg_dump`, ...).
+    pub fn program(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
     }
 
     /// The server's log file (stderr of the postmaster).

@@ -1848,9 +1848,9 @@ mod tests {
         ));
         out.push(format!(
             "SELECT TABLE_SCHEMA AS db, TABLE_NAME AS tbl, COLUMN_NAME AS col, \
-         ORDINAL_POSITION AS pos \
-         FROM information_schema.KEY_COLUMN_USAGE \
-         WHERE CONSTRAINT_NAME = 'PRIMARY' AND {cond} \
+         SEQ_IN_INDEX AS pos \
+         FROM information_schema.STATISTICS \
+         WHERE INDEX_NAME = 'PRIMARY' AND {cond} \
          ORDER BY CAST(TABLE_SCHEMA AS BINARY), CAST(TABLE_NAME AS BINARY)"
         ));
         out.push(format!(
