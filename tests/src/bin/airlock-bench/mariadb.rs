@@ -100,7 +100,7 @@ impl Engine for MariaDb {
         let mut batch = String::new();
         for i in 1..=tables {
             let s = ident(&schema(i));
-            let mut cols = format!("id BIGINT NOT NULL PRIMARY KEY COMMENT 'key'");
+            let mut cols = "id BIGINT NOT NULL PRIMARY KEY COMMENT 'key'".to_string();
             for c in 2..=19 {
                 let ty = match c % 4 {
                     0 => "TEXT",
